@@ -1,0 +1,888 @@
+//! Builds the [`Plan`] from resolved resources. Runs only when resolution found no errors.
+
+use crate::ast::*;
+use crate::diagnostic::{Code, Diagnostic, Diagnostics};
+use crate::graph::StepGraph;
+use crate::plan::*;
+use sha2::{Digest, Sha256};
+
+/// Naming settings of a deployment (§4.1).
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// Topic prefix, `seldon` by default.
+    pub prefix: String,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            prefix: "seldon".to_string(),
+        }
+    }
+}
+
+/// Kafka refuses topic names longer than this.
+pub const MAX_TOPIC_NAME: usize = 249;
+
+pub fn build_plan(res: &Resources<Resolved>, options: &CompileOptions, diags: &mut Diagnostics) -> Plan {
+    let pipelines = res
+        .pipelines
+        .iter()
+        .map(|p| {
+            let plan = PipelineBuilder::new(p, &options.prefix).build();
+            for topic in &plan.topics {
+                if topic.name.len() > MAX_TOPIC_NAME {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::TopicNameTooLong,
+                            p.name.location,
+                            format!(
+                                "topic `{}` is {} characters long; Kafka allows {MAX_TOPIC_NAME}",
+                                topic.name,
+                                topic.name.len()
+                            ),
+                        )
+                        .label("names derived from this pipeline are too long")
+                        .help("use shorter pipeline, step or model names, or a shorter topic prefix"),
+                    );
+                }
+            }
+            plan
+        })
+        .collect();
+    Plan {
+        format: PLAN_FORMAT,
+        prefix: options.prefix.clone(),
+        pipelines,
+        models: res.models.iter().map(|m| model_plan(m, &options.prefix)).collect(),
+        servers: res
+            .servers
+            .iter()
+            .map(|s| ServerPlan {
+                name: s.name.value.clone(),
+                namespace: s.namespace.clone(),
+                capabilities: s.capabilities.clone(),
+                endpoints: s.endpoints.iter().map(|e| e.value.clone()).collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Topic names of one namespace (§4.1).
+#[derive(Clone, Debug)]
+pub struct TopicNames {
+    base: String,
+}
+
+impl TopicNames {
+    pub fn new(prefix: &str, namespace: &str) -> Self {
+        TopicNames {
+            base: format!("{prefix}.{namespace}"),
+        }
+    }
+
+    pub fn model(&self, model: &str, side: Side) -> String {
+        format!("{}.model.{model}.{side}", self.base)
+    }
+
+    pub fn pipeline(&self, pipeline: &str, side: Side) -> String {
+        format!("{}.pipeline.{pipeline}.{side}", self.base)
+    }
+
+    pub fn errors(&self) -> String {
+        format!("{}.errors.errors", self.base)
+    }
+
+    /// flowc's internal topics of a pipeline: `<prefix>.<ns>.pipeline.<p>.<part>.<what>`.
+    pub fn internal(&self, pipeline: &str, part: &str, what: &str) -> String {
+        format!("{}.pipeline.{pipeline}.{part}.{what}", self.base)
+    }
+
+    pub fn consumer_group(&self, pipeline: &str, part: &str) -> String {
+        format!("{}.pipeline.{pipeline}.{part}", self.base)
+    }
+
+    pub fn model_group(&self, model: &str) -> String {
+        format!("{}.model.{model}.gateway", self.base)
+    }
+}
+
+fn model_plan(m: &Model, prefix: &str) -> ModelPlan {
+    let names = TopicNames::new(prefix, &m.namespace);
+    let infer_path = |refs: &ModelRefs| match (&refs.model_ref, &refs.pipeline_ref) {
+        (Some(model), _) => Some(format!("/v2/models/{}/infer", model.value)),
+        (None, Some(p)) => Some(format!("/v2/pipelines/{}/infer", p.value)),
+        (None, None) => None,
+    };
+    ModelPlan {
+        name: m.name.value.clone(),
+        namespace: m.namespace.clone(),
+        storage_uri: m.storage_uri.clone(),
+        reference_model: m.storage_uri.strip_prefix("flowc://").map(str::to_string),
+        requirements: m.requirements.clone(),
+        server: m.server.as_ref().map(|s| s.value.clone()),
+        replicas: m.replicas,
+        min_replicas: m.min_replicas,
+        max_replicas: m.max_replicas,
+        memory: m.memory.clone(),
+        parameters: m.parameters.clone(),
+        explainer: m.explainer.as_ref().and_then(|e| {
+            infer_path(&e.refs).map(|infer_path| ExplainerPlan {
+                explainer_type: e.kind.clone(),
+                infer_path,
+            })
+        }),
+        llm_infer_path: m.llm.as_ref().and_then(infer_path),
+        clean_topics_on_delete: m.clean_topics_on_delete,
+        input_topic: names.model(&m.name.value, Side::Inputs),
+        output_topic: names.model(&m.name.value, Side::Outputs),
+    }
+}
+
+/// A topic a sub-topology reads, with everything referenced on it.
+struct SourceGroup {
+    topic: String,
+    /// Short name for node names: `tfsimple1.outputs`, `join.inputs`, `q.step.s.outputs`.
+    short: String,
+    payload: Payload,
+    pipeline_header: String,
+    /// Tensors named; `None` once any reference takes the whole message.
+    tensors: Option<Vec<String>>,
+    renames: Vec<Rename>,
+}
+
+impl SourceGroup {
+    fn add_tensor(&mut self, tensor: &Option<String>) {
+        match (tensor, &mut self.tensors) {
+            (None, t) => *t = None,
+            (Some(name), Some(list)) => {
+                if !list.contains(name) {
+                    list.push(name.clone());
+                }
+            }
+            (Some(_), None) => {}
+        }
+    }
+
+    fn selection(&self) -> Selection {
+        match &self.tensors {
+            None => Selection::All,
+            Some(list) => Selection::Only(list.clone()),
+        }
+    }
+}
+
+/// Groups references by topic in order of first appearance (§5.3). **flowc**: a topic
+/// referenced both whole and by tensor gives all its tensors.
+fn group_by_topic<'a>(
+    refs: impl IntoIterator<Item = (String, String, Side, String, &'a Option<String>)>,
+) -> Vec<SourceGroup> {
+    let mut groups: Vec<SourceGroup> = Vec::new();
+    for (topic, short, side, header, tensor) in refs {
+        let group = match groups.iter_mut().position(|g| g.topic == topic) {
+            Some(i) => &mut groups[i],
+            None => {
+                groups.push(SourceGroup {
+                    topic,
+                    short,
+                    payload: Payload::of_side(side),
+                    pipeline_header: header,
+                    tensors: Some(Vec::new()),
+                    renames: Vec::new(),
+                });
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        group.add_tensor(tensor);
+    }
+    groups
+}
+
+/// Builds one sub-topology's nodes and typed edges.
+struct SubBuilder {
+    name: String,
+    nodes: Vec<Node>,
+    edges: Vec<Edge>,
+}
+
+impl SubBuilder {
+    fn new(name: &str) -> Self {
+        SubBuilder {
+            name: name.to_string(),
+            nodes: Vec::new(),
+            edges: Vec::new(),
+        }
+    }
+
+    /// Adds a node named `<sub-topology>/<local>` (once) and returns its name.
+    fn node(&mut self, local: &str, op: Op) -> String {
+        let name = format!("{}/{local}", self.name);
+        if !self.nodes.iter().any(|n| n.name == name) {
+            self.nodes.push(Node { name: name.clone(), op });
+        }
+        name
+    }
+
+    fn edge(&mut self, from: &str, to: &str, port: Port) {
+        self.edges.push(Edge {
+            from: from.to_string(),
+            to: to.to_string(),
+            port,
+        });
+    }
+}
+
+struct PipelineBuilder<'a> {
+    p: &'a Pipeline<Resolved>,
+    names: TopicNames,
+    topics: Vec<Topic>,
+    stores: Vec<Store>,
+    subs: Vec<(Role, String, SubBuilder)>,
+    copartition: Vec<Vec<String>>,
+    guarded: Vec<usize>,
+}
+
+impl<'a> PipelineBuilder<'a> {
+    fn new(p: &'a Pipeline<Resolved>, prefix: &str) -> Self {
+        PipelineBuilder {
+            p,
+            names: TopicNames::new(prefix, &p.namespace),
+            topics: Vec::new(),
+            stores: Vec::new(),
+            subs: Vec::new(),
+            copartition: Vec::new(),
+            guarded: Vec::new(),
+        }
+    }
+
+    fn pname(&self) -> &'a str {
+        &self.p.name.value
+    }
+
+    fn topic(&mut self, name: &str, role: TopicRole, owned: bool) {
+        if !self.topics.iter().any(|t| t.name == name) {
+            self.topics.push(Topic {
+                name: name.to_string(),
+                role,
+                compacted: matches!(role, TopicRole::Changelog | TopicRole::Control),
+                owned,
+            });
+        }
+    }
+
+    fn store(&mut self, part: &str, kind: StoreKind) -> String {
+        let name = format!("{part}.{}", kind.as_str());
+        let changelog = self
+            .names
+            .internal(self.pname(), part, &format!("{}-changelog", kind.as_str()));
+        self.topic(&changelog, TopicRole::Changelog, true);
+        self.stores.push(Store {
+            name: name.clone(),
+            sub_topology: part.to_string(),
+            kind,
+            changelog_topic: changelog,
+        });
+        name
+    }
+
+    /// The topic, short name, side and header filter of a reference inside the pipeline.
+    fn port_topic(&self, r: &PortRef) -> (String, String, Side, String) {
+        let p = self.pname();
+        match &r.target {
+            Target::Pipeline => (
+                self.names.pipeline(p, r.side),
+                format!("{p}.{}", r.side),
+                r.side,
+                p.to_string(),
+            ),
+            Target::Step(s) => (
+                self.names.model(s, r.side),
+                format!("{s}.{}", r.side),
+                r.side,
+                p.to_string(),
+            ),
+        }
+    }
+
+    fn groups(&mut self, refs: &[PortRef]) -> Vec<SourceGroup> {
+        let items: Vec<_> = refs
+            .iter()
+            .map(|r| {
+                let (topic, short, side, header) = self.port_topic(r);
+                (topic, short, side, header, &r.tensor)
+            })
+            .collect();
+        let groups = group_by_topic(items);
+        for g in &groups {
+            let role = match (g.topic.contains(".pipeline."), g.payload) {
+                (true, Payload::Request) => TopicRole::PipelineInputs,
+                (true, _) => TopicRole::PipelineOutputs,
+                (false, Payload::Request) => TopicRole::ModelInputs,
+                (false, _) => TopicRole::ModelOutputs,
+            };
+            let owned = matches!(role, TopicRole::PipelineInputs | TopicRole::PipelineOutputs);
+            self.topic(&g.topic, role, owned);
+        }
+        groups
+    }
+
+    fn renames_for(groups: &mut [SourceGroup], map: &[(Target, Side, String, String)], pname: &str) {
+        for g in groups.iter_mut() {
+            for (target, side, tensor, to) in map {
+                let short = match target {
+                    Target::Pipeline => format!("{pname}.{side}"),
+                    Target::Step(s) => format!("{s}.{side}"),
+                };
+                if short == g.short {
+                    g.renames.push(Rename {
+                        from: tensor.clone(),
+                        to: to.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sources → selects → join (if several topics): returns the node carrying the merged data.
+    fn data_path(
+        &mut self,
+        sub: &mut SubBuilder,
+        groups: &[SourceGroup],
+        to: Payload,
+        join: JoinType,
+        window: u64,
+    ) -> String {
+        let mut selects = Vec::new();
+        for g in groups {
+            let source = sub.node(
+                &format!("source:{}", g.short),
+                Op::Source {
+                    topic: g.topic.clone(),
+                    payload: g.payload,
+                    pipeline: Some(g.pipeline_header.clone()),
+                },
+            );
+            let select = sub.node(
+                &format!("select:{}", g.short),
+                Op::Select {
+                    tensors: g.selection(),
+                    renames: g.renames.clone(),
+                    from: g.payload,
+                    to,
+                },
+            );
+            sub.edge(&source, &select, Port::Forward);
+            selects.push(select);
+        }
+        if selects.len() == 1 {
+            return selects.remove(0);
+        }
+        let store = (join != JoinType::Any).then(|| self.store(&sub.name, StoreKind::Join));
+        let join_node = sub.node(
+            "join",
+            Op::Join {
+                join_type: join,
+                window_ms: window,
+                inputs: u32::try_from(selects.len()).unwrap_or(u32::MAX),
+                store,
+            },
+        );
+        for (i, s) in selects.iter().enumerate() {
+            sub.edge(s, &join_node, Port::Join(u32::try_from(i).unwrap_or(u32::MAX)));
+        }
+        self.copartition.push(groups.iter().map(|g| g.topic.clone()).collect());
+        join_node
+    }
+
+    /// Trigger sources → matches → gate; returns the gate (data must be connected to it).
+    fn trigger_gate(
+        &mut self,
+        sub: &mut SubBuilder,
+        groups: &[SourceGroup],
+        join: JoinType,
+        window: u64,
+        data: &str,
+    ) -> String {
+        let store = self.store(&sub.name, StoreKind::Triggers);
+        let gate = sub.node(
+            "gate",
+            Op::TriggerGate {
+                join_type: join,
+                window_ms: window,
+                triggers: u32::try_from(groups.len()).unwrap_or(u32::MAX),
+                store,
+            },
+        );
+        sub.edge(data, &gate, Port::Data);
+        for (i, g) in groups.iter().enumerate() {
+            let source = sub.node(
+                &format!("source:{}", g.short),
+                Op::Source {
+                    topic: g.topic.clone(),
+                    payload: g.payload,
+                    pipeline: Some(g.pipeline_header.clone()),
+                },
+            );
+            let matcher = sub.node(
+                &format!("trigger:{}", g.short),
+                Op::TriggerMatch { tensors: g.selection() },
+            );
+            sub.edge(&source, &matcher, Port::Forward);
+            sub.edge(&matcher, &gate, Port::Trigger(u32::try_from(i).unwrap_or(u32::MAX)));
+        }
+        gate
+    }
+
+    fn finish_sub(&mut self, role: Role, sub: SubBuilder) {
+        let group = match &role {
+            Role::ModelCall { model } => self.names.model_group(model),
+            _ => self.names.consumer_group(self.pname(), &sub.name),
+        };
+        // Every topic a sub-topology with a join or gate reads must be co-partitioned with its
+        // changelogs; record it as one group.
+        let stateful = sub.nodes.iter().any(|n| n.op.store().is_some());
+        if stateful {
+            let mut topics: Vec<String> = sub
+                .nodes
+                .iter()
+                .filter_map(|n| match &n.op {
+                    Op::Source { topic, .. } => Some(topic.clone()),
+                    _ => None,
+                })
+                .collect();
+            topics.extend(
+                self.stores
+                    .iter()
+                    .filter(|s| s.sub_topology == sub.name)
+                    .map(|s| s.changelog_topic.clone()),
+            );
+            self.copartition.push(topics);
+        }
+        self.subs.push((role, group, sub));
+    }
+
+    fn window(ms: Option<u64>) -> u64 {
+        match ms {
+            Some(0) | None => DEFAULT_JOIN_WINDOW_MS,
+            Some(ms) => ms,
+        }
+    }
+
+    fn build(mut self) -> PipelinePlan {
+        let p = self.p;
+        let pname = self.pname();
+        let graph = StepGraph::new(p);
+        if p.allow_cycles {
+            self.guarded = graph.steps_in_cycles();
+        }
+        let clear_topic = self.names.internal(pname, "_output", "revisits-clear");
+        let errors_topic = self.names.errors();
+
+        if let Some(input) = &p.input {
+            self.input_sub(input);
+        }
+        let order = graph
+            .topological_order()
+            .unwrap_or_else(|| (0..p.steps.len()).collect());
+        for i in order {
+            self.step_sub(i, &clear_topic, &errors_topic);
+        }
+        if let Some(output) = &p.output {
+            self.output_sub(output, &clear_topic);
+        }
+        // The error edge: this pipeline's error records answer its callers (§5.2).
+        let mut sub = SubBuilder::new("_errors");
+        self.topic(&errors_topic, TopicRole::Errors, false);
+        let out_topic = self.names.pipeline(pname, Side::Outputs);
+        self.topic(&out_topic, TopicRole::PipelineOutputs, true);
+        let source = sub.node(
+            "source:errors",
+            Op::Source {
+                topic: errors_topic.clone(),
+                payload: Payload::ErrorText,
+                pipeline: Some(pname.to_string()),
+            },
+        );
+        let sink = sub.node(
+            &format!("sink:{pname}.outputs"),
+            Op::Sink {
+                topic: out_topic,
+                payload: Payload::ErrorText,
+                pipeline: Some(pname.to_string()),
+            },
+        );
+        sub.edge(&source, &sink, Port::Forward);
+        self.finish_sub(Role::Errors, sub);
+
+        // The model calls, so the plan shows the whole flow; shared across pipelines.
+        let mut models: Vec<String> = Vec::new();
+        for step in &p.steps {
+            if !models.contains(&step.name.value) {
+                models.push(step.name.value.clone());
+            }
+        }
+        for m in &models {
+            self.model_sub(m, &errors_topic);
+        }
+
+        let mut external: Vec<String> = Vec::new();
+        if let Some(input) = &p.input {
+            for r in input.external_inputs.iter().chain(&input.external_triggers) {
+                if !external.contains(&r.pipeline) {
+                    external.push(r.pipeline.clone());
+                }
+            }
+        }
+        let sub_topologies = self
+            .subs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (role, consumer_group, sub))| SubTopology {
+                id: u32::try_from(i).unwrap_or(u32::MAX),
+                name: sub.name,
+                role,
+                consumer_group,
+                nodes: sub.nodes,
+                edges: sub.edges,
+            })
+            .collect();
+        let mut plan = PipelinePlan {
+            name: pname.to_string(),
+            namespace: p.namespace.clone(),
+            fingerprint: String::new(),
+            synchronous: p.output.is_some(),
+            allow_cycles: p.allow_cycles,
+            max_step_revisits: p.max_step_revisits.as_ref().map_or(0, |m| m.value),
+            clean_topics_on_delete: p.clean_topics_on_delete,
+            models,
+            external_pipelines: external,
+            sub_topologies,
+            topics: self.topics,
+            stores: self.stores,
+            copartition_groups: merge_groups(self.copartition),
+        };
+        plan.fingerprint = fingerprint(&plan);
+        plan
+    }
+
+    fn input_sub(&mut self, input: &'a Input<Resolved>) {
+        let pname = self.pname();
+        let mut sub = SubBuilder::new("_input");
+        let topic_of = |names: &TopicNames, r: &ExternalPort| -> (String, String) {
+            match &r.step {
+                Some(s) => (names.model(s, r.side), format!("{}.step.{s}.{}", r.pipeline, r.side)),
+                None => (
+                    names.pipeline(&r.pipeline, r.side),
+                    format!("{}.{}", r.pipeline, r.side),
+                ),
+            }
+        };
+        let items =
+            |refs: &'a [ExternalPort], names: &TopicNames| -> Vec<(String, String, Side, String, &'a Option<String>)> {
+                refs.iter()
+                    .map(|r| {
+                        let (topic, short) = topic_of(names, r);
+                        (topic, short, r.side, r.pipeline.clone(), &r.tensor)
+                    })
+                    .collect()
+            };
+        let mut data = group_by_topic(items(&input.external_inputs, &self.names));
+        let triggers = group_by_topic(items(&input.external_triggers, &self.names));
+        for g in data.iter_mut() {
+            for entry in &input.tensor_map {
+                let (topic, _) = topic_of(&self.names, &entry.key);
+                if topic == g.topic {
+                    if let Some(t) = &entry.key.tensor {
+                        g.renames.push(Rename {
+                            from: t.clone(),
+                            to: entry.value.value.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        for g in data.iter().chain(&triggers) {
+            let role = match (g.topic.contains(".pipeline."), g.payload) {
+                (true, Payload::Request) => TopicRole::PipelineInputs,
+                (true, _) => TopicRole::PipelineOutputs,
+                (false, Payload::Request) => TopicRole::ModelInputs,
+                (false, _) => TopicRole::ModelOutputs,
+            };
+            self.topic(&g.topic, role, false);
+        }
+        let window = Self::window(input.join_window_ms);
+        let mut last = self.data_path(&mut sub, &data, Payload::Request, input.join, window);
+        if !triggers.is_empty() {
+            last = self.trigger_gate(&mut sub, &triggers, input.triggers_join, window, &last);
+        }
+        let topic = self.names.pipeline(pname, Side::Inputs);
+        self.topic(&topic, TopicRole::PipelineInputs, true);
+        let sink = sub.node(
+            &format!("sink:{pname}.inputs"),
+            Op::Sink {
+                topic,
+                payload: Payload::Request,
+                pipeline: Some(pname.to_string()),
+            },
+        );
+        sub.edge(&last, &sink, Port::Forward);
+        self.finish_sub(Role::Input, sub);
+    }
+
+    fn map_entries(map: &[TensorMapEntry<MapKey>]) -> Vec<(Target, Side, String, String)> {
+        map.iter()
+            .map(|e| {
+                (
+                    e.key.target.clone(),
+                    e.key.side,
+                    e.key.tensor.clone(),
+                    e.value.value.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn step_sub(&mut self, index: usize, clear_topic: &str, errors_topic: &str) {
+        let pname = self.pname();
+        let step = &self.p.steps[index];
+        let sname = step.name.value.as_str();
+        let mut sub = SubBuilder::new(sname);
+        let request = [PortRef {
+            target: Target::Pipeline,
+            side: Side::Inputs,
+            tensor: None,
+            text: format!("{pname}.inputs"),
+            location: step.location,
+        }];
+        let inputs: &[PortRef] = if step.inputs.is_empty() { &request } else { &step.inputs };
+        let mut data = self.groups(inputs);
+        Self::renames_for(&mut data, &Self::map_entries(&step.tensor_map), pname);
+        let window = Self::window(step.join_window_ms);
+        let mut last = self.data_path(&mut sub, &data, Payload::Request, step.inputs_join, window);
+        if !step.triggers.is_empty() {
+            let triggers = self.groups(&step.triggers);
+            last = self.trigger_gate(&mut sub, &triggers, step.triggers_join, window, &last);
+        }
+        if self.guarded.contains(&index) {
+            let store = self.store(sname, StoreKind::Revisits);
+            let max_visits = self
+                .p
+                .max_step_revisits
+                .as_ref()
+                .map_or(0, |m| m.value)
+                .saturating_add(1);
+            let guard = sub.node("revisits", Op::CycleGuard { max_visits, store });
+            sub.edge(&last, &guard, Port::Forward);
+            self.topic(clear_topic, TopicRole::Control, true);
+            self.topic(errors_topic, TopicRole::Errors, false);
+            let clear = sub.node(
+                "source:revisits-clear",
+                Op::Source {
+                    topic: clear_topic.to_string(),
+                    payload: Payload::Control,
+                    pipeline: Some(pname.to_string()),
+                },
+            );
+            sub.edge(&clear, &guard, Port::Clear);
+            let err = sub.node(
+                "sink:errors",
+                Op::Sink {
+                    topic: errors_topic.to_string(),
+                    payload: Payload::ErrorText,
+                    pipeline: Some(pname.to_string()),
+                },
+            );
+            sub.edge(&guard, &err, Port::Error);
+            last = guard;
+        }
+        if let Some(batch) = &step.batch {
+            let store = self.store(sname, StoreKind::Batch);
+            let node = sub.node(
+                "batch",
+                Op::Batch {
+                    size: batch.size,
+                    window_ms: batch.window_ms,
+                    rolling: batch.rolling,
+                    store,
+                },
+            );
+            sub.edge(&last, &node, Port::Forward);
+            last = node;
+        }
+        let topic = self.names.model(sname, Side::Inputs);
+        self.topic(&topic, TopicRole::ModelInputs, false);
+        let sink = sub.node(
+            &format!("sink:{sname}.inputs"),
+            Op::Sink {
+                topic,
+                payload: Payload::Request,
+                pipeline: Some(pname.to_string()),
+            },
+        );
+        sub.edge(&last, &sink, Port::Forward);
+        self.finish_sub(
+            Role::Step {
+                step: sname.to_string(),
+            },
+            sub,
+        );
+    }
+
+    fn output_sub(&mut self, output: &Output<Resolved>, clear_topic: &str) {
+        let pname = self.pname();
+        let mut sub = SubBuilder::new("_output");
+        let request = [PortRef {
+            target: Target::Pipeline,
+            side: Side::Inputs,
+            tensor: None,
+            text: format!("{pname}.inputs"),
+            location: output.location,
+        }];
+        let refs: &[PortRef] = if output.steps.is_empty() {
+            &request
+        } else {
+            &output.steps
+        };
+        let mut data = self.groups(refs);
+        Self::renames_for(&mut data, &Self::map_entries(&output.tensor_map), pname);
+        let window = Self::window(output.join_window_ms);
+        let last = self.data_path(&mut sub, &data, Payload::Response, output.join, window);
+        let topic = self.names.pipeline(pname, Side::Outputs);
+        self.topic(&topic, TopicRole::PipelineOutputs, true);
+        let sink = sub.node(
+            &format!("sink:{pname}.outputs"),
+            Op::Sink {
+                topic,
+                payload: Payload::Response,
+                pipeline: Some(pname.to_string()),
+            },
+        );
+        sub.edge(&last, &sink, Port::Forward);
+        if !self.guarded.is_empty() {
+            // Reaching the output clears the revisit counters of the key (§5.6).
+            let clear = sub.node(
+                "sink:revisits-clear",
+                Op::Sink {
+                    topic: clear_topic.to_string(),
+                    payload: Payload::Control,
+                    pipeline: Some(pname.to_string()),
+                },
+            );
+            sub.edge(&last, &clear, Port::Forward);
+        }
+        self.finish_sub(Role::Output, sub);
+    }
+
+    fn model_sub(&mut self, model: &str, errors_topic: &str) {
+        let mut sub = SubBuilder::new(&format!("_model-{model}"));
+        let input = self.names.model(model, Side::Inputs);
+        let output = self.names.model(model, Side::Outputs);
+        self.topic(&input, TopicRole::ModelInputs, false);
+        self.topic(&output, TopicRole::ModelOutputs, false);
+        self.topic(errors_topic, TopicRole::Errors, false);
+        let source = sub.node(
+            &format!("source:{model}.inputs"),
+            Op::Source {
+                topic: input,
+                payload: Payload::Request,
+                pipeline: None,
+            },
+        );
+        let call = sub.node(
+            "call",
+            Op::ModelCall {
+                model: model.to_string(),
+            },
+        );
+        let sink = sub.node(
+            &format!("sink:{model}.outputs"),
+            Op::Sink {
+                topic: output,
+                payload: Payload::Response,
+                pipeline: None,
+            },
+        );
+        let err = sub.node(
+            "sink:errors",
+            Op::Sink {
+                topic: errors_topic.to_string(),
+                payload: Payload::ErrorText,
+                pipeline: None,
+            },
+        );
+        sub.edge(&source, &call, Port::Forward);
+        sub.edge(&call, &sink, Port::Forward);
+        sub.edge(&call, &err, Port::Error);
+        self.finish_sub(
+            Role::ModelCall {
+                model: model.to_string(),
+            },
+            sub,
+        );
+    }
+}
+
+/// Merges overlapping topic sets (union-find by repeated merging; groups are few and small).
+fn merge_groups(groups: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    let mut merged: Vec<Vec<String>> = Vec::new();
+    for group in groups {
+        let mut current: Vec<String> = Vec::new();
+        for t in group {
+            if !current.contains(&t) {
+                current.push(t);
+            }
+        }
+        while let Some(i) = merged.iter().position(|m| m.iter().any(|t| current.contains(t))) {
+            for t in merged.remove(i) {
+                if !current.contains(&t) {
+                    current.push(t);
+                }
+            }
+        }
+        if current.len() > 1 {
+            current.sort();
+            merged.push(current);
+        }
+    }
+    merged.sort();
+    merged
+}
+
+/// SHA-256 of the plan's canonical JSON (with an empty fingerprint), as 16 hex digits:
+/// stable across runs and Rust releases (no `DefaultHasher`), and across field reordering of
+/// maps because the plan holds none.
+pub fn fingerprint(plan: &PipelinePlan) -> String {
+    let mut copy = plan.clone();
+    copy.fingerprint = String::new();
+    let json = serde_json::to_vec(&copy).unwrap_or_default();
+    let digest = Sha256::digest(&json);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_groups_merge() {
+        let g = merge_groups(vec![
+            vec!["a".into(), "b".into()],
+            vec!["c".into(), "d".into()],
+            vec!["b".into(), "c".into()],
+            vec!["x".into()],
+        ]);
+        assert_eq!(g, vec![vec!["a", "b", "c", "d"]]);
+    }
+
+    #[test]
+    fn topic_names_follow_the_spec() {
+        let n = TopicNames::new("seldon", "default");
+        assert_eq!(n.model("m", Side::Inputs), "seldon.default.model.m.inputs");
+        assert_eq!(n.pipeline("p", Side::Outputs), "seldon.default.pipeline.p.outputs");
+        assert_eq!(n.errors(), "seldon.default.errors.errors");
+        assert_eq!(
+            n.internal("p", "s", "join-changelog"),
+            "seldon.default.pipeline.p.s.join-changelog"
+        );
+    }
+}

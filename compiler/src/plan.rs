@@ -1,0 +1,478 @@
+//! The topology plan: what the runtime executes. Plain data (serde), no behaviour.
+//!
+//! A pipeline compiles to sub-topologies in the Kafka Streams sense: connected groups of
+//! processors between topics. Each consumes its source topics with one consumer group and runs
+//! as one task per partition. Every name in the plan (nodes, stores, changelog topics, consumer
+//! groups) is derived from user names, never from counters, so a plan reads like the YAML and
+//! stays the same when unrelated steps change.
+//!
+//! Names of flowc's own parts use a leading `_` (`_input`, `_output`, `_errors`, `_model-m`):
+//! `_` is not allowed in step names, so these can never collide with a step.
+
+use crate::ast::{JoinType, Side};
+use serde::{Deserialize, Serialize};
+
+/// Version of the plan's data format; bumped on incompatible changes.
+pub const PLAN_FORMAT: u32 = 1;
+
+/// Everything compiled from a set of files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format: u32,
+    pub prefix: String,
+    pub pipelines: Vec<PipelinePlan>,
+    pub models: Vec<ModelPlan>,
+    pub servers: Vec<ServerPlan>,
+}
+
+/// One pipeline, ready to deploy. The unit of `apply` and `delete`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PipelinePlan {
+    pub name: String,
+    pub namespace: String,
+    /// Stable hash of everything below (SHA-256 of the canonical JSON, 16 hex digits).
+    pub fingerprint: String,
+    /// Whether the pipeline has an `output` section, so a synchronous call can be answered.
+    pub synchronous: bool,
+    pub allow_cycles: bool,
+    pub max_step_revisits: u32,
+    pub clean_topics_on_delete: bool,
+    /// The Models its steps run, in step order.
+    pub models: Vec<String>,
+    /// Other pipelines it reads through `input.externalInputs`/`externalTriggers`.
+    pub external_pipelines: Vec<String>,
+    pub sub_topologies: Vec<SubTopology>,
+    pub topics: Vec<Topic>,
+    pub stores: Vec<Store>,
+    /// Sets of topics that must have the same number of partitions (rule 11).
+    pub copartition_groups: Vec<Vec<String>>,
+}
+
+/// A connected group of processors between topics, consumed by one consumer group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubTopology {
+    pub id: u32,
+    /// `<step>`, `_input`, `_output`, `_errors` or `_model-<m>`: the prefix of its node names.
+    pub name: String,
+    pub role: Role,
+    pub consumer_group: String,
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Role {
+    /// Feeds a step's model: its sources → `model.<step>.inputs`.
+    Step { step: String },
+    /// Chaining: external inputs → `pipeline.<p>.inputs`.
+    Input,
+    /// The pipeline's answer: output references → `pipeline.<p>.outputs`.
+    Output,
+    /// This pipeline's error records → `pipeline.<p>.outputs`.
+    Errors,
+    /// The model gateway's call of a model: `model.<m>.inputs` → call → `model.<m>.outputs`.
+    /// Shared by every pipeline that uses the model; the runtime runs it once.
+    ModelCall { model: String },
+}
+
+impl Role {
+    pub fn describe(&self) -> String {
+        match self {
+            Role::Step { step } => format!("step {step}"),
+            Role::Input => "pipeline input".to_string(),
+            Role::Output => "pipeline output".to_string(),
+            Role::Errors => "error edge".to_string(),
+            Role::ModelCall { model } => format!("model {model} (model gateway)"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+/// What a record carries, by topic suffix (§4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    /// `inference.ModelInferRequest` (`*.inputs` topics).
+    Request,
+    /// `inference.ModelInferResponse` (`*.outputs` topics).
+    Response,
+    /// UTF-8 error text (the errors topic), passed through untouched.
+    ErrorText,
+    /// flowc's own control records (key only).
+    Control,
+}
+
+impl Payload {
+    pub fn of_side(side: Side) -> Payload {
+        match side {
+            Side::Inputs => Payload::Request,
+            Side::Outputs => Payload::Response,
+        }
+    }
+}
+
+/// Which tensors pass a selection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "tensors", rename_all = "snake_case")]
+pub enum Selection {
+    All,
+    /// Only these, in the order the upstream message has them.
+    Only(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rename {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Reads a topic. `pipeline`: only records whose `pipeline` header has this value
+    /// (`None`: any, for model calls shared by pipelines).
+    Source {
+        topic: String,
+        payload: Payload,
+        pipeline: Option<String>,
+    },
+    /// Keeps the selected tensors, renames them (tensorMap), converts the payload (§5.1).
+    /// A message left with no tensors is dropped (conditional routing).
+    Select {
+        tensors: Selection,
+        renames: Vec<Rename>,
+        from: Payload,
+        to: Payload,
+    },
+    /// Matches records by key across `inputs` ports (§5.3); `store` unless `any`.
+    Join {
+        join_type: JoinType,
+        window_ms: u64,
+        inputs: u32,
+        store: Option<String>,
+    },
+    /// Passes a record on to the gate when it contains one of `tensors` (any tensor for `All`).
+    TriggerMatch { tensors: Selection },
+    /// Lets data through once its triggers fired for the same key within the window (§5.4).
+    TriggerGate {
+        join_type: JoinType,
+        window_ms: u64,
+        triggers: u32,
+        store: String,
+    },
+    /// Counts visits of a key; past `max_visits` it writes an error record instead (§5.6).
+    /// Counters are cleared by keys arriving on the `clear` port.
+    CycleGuard { max_visits: u32, store: String },
+    /// Merges requests along dim 0 until `size` or `window_ms` (§5.5).
+    Batch {
+        size: Option<u64>,
+        window_ms: Option<u64>,
+        rolling: bool,
+        store: String,
+    },
+    /// Calls the model (model gateway, §6).
+    ModelCall { model: String },
+    /// Writes to a topic. `pipeline`: the `pipeline` header to set (`None`: keep).
+    Sink {
+        topic: String,
+        payload: Payload,
+        pipeline: Option<String>,
+    },
+}
+
+impl Op {
+    pub fn store(&self) -> Option<&str> {
+        match self {
+            Op::Join { store, .. } => store.as_deref(),
+            Op::TriggerGate { store, .. } | Op::CycleGuard { store, .. } | Op::Batch { store, .. } => Some(store),
+            _ => None,
+        }
+    }
+
+    /// The name of the operation, as shown in pictures.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Source { .. } => "source",
+            Op::Select { .. } => "select",
+            Op::Join { .. } => "join",
+            Op::TriggerMatch { .. } => "trigger",
+            Op::TriggerGate { .. } => "gate",
+            Op::CycleGuard { .. } => "revisits",
+            Op::Batch { .. } => "batch",
+            Op::ModelCall { .. } => "model call",
+            Op::Sink { .. } => "sink",
+        }
+    }
+}
+
+/// A typed edge between two nodes of one sub-topology.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+    pub port: Port,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "port", content = "index", rename_all = "snake_case")]
+pub enum Port {
+    /// The only input of the target.
+    Forward,
+    /// Input `n` of a join (sources in order of first reference).
+    Join(u32),
+    /// The data input of a trigger gate.
+    Data,
+    /// Trigger `n` of a trigger gate.
+    Trigger(u32),
+    /// Error records leaving a node (cycle guard, model call).
+    Error,
+    /// Keys whose revisit counters are cleared.
+    Clear,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topic {
+    pub name: String,
+    pub role: TopicRole,
+    /// Log compaction (changelogs, control topics) instead of deletion by age.
+    pub compacted: bool,
+    /// Deleted with the pipeline when `cleanTopicsOnDelete` (**flowc**: its internal topics
+    /// too; never model topics or the errors topic).
+    pub owned: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TopicRole {
+    PipelineInputs,
+    PipelineOutputs,
+    ModelInputs,
+    ModelOutputs,
+    Errors,
+    Changelog,
+    Control,
+}
+
+impl TopicRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TopicRole::PipelineInputs => "pipeline-inputs",
+            TopicRole::PipelineOutputs => "pipeline-outputs",
+            TopicRole::ModelInputs => "model-inputs",
+            TopicRole::ModelOutputs => "model-outputs",
+            TopicRole::Errors => "errors",
+            TopicRole::Changelog => "changelog",
+            TopicRole::Control => "control",
+        }
+    }
+}
+
+/// A RocksDB state store of one sub-topology (one instance per task), restored from its
+/// changelog topic when a partition moves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Store {
+    pub name: String,
+    pub sub_topology: String,
+    pub kind: StoreKind,
+    pub changelog_topic: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    Join,
+    Triggers,
+    Revisits,
+    Batch,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Join => "join",
+            StoreKind::Triggers => "triggers",
+            StoreKind::Revisits => "revisits",
+            StoreKind::Batch => "batch",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelPlan {
+    pub name: String,
+    pub namespace: String,
+    pub storage_uri: String,
+    /// `flowc://<name>`: run reference model `<name>` of the built-in server.
+    pub reference_model: Option<String>,
+    pub requirements: Vec<String>,
+    pub server: Option<String>,
+    pub replicas: Option<u64>,
+    pub min_replicas: Option<u64>,
+    pub max_replicas: Option<u64>,
+    pub memory: Option<String>,
+    pub parameters: Vec<(String, String)>,
+    pub explainer: Option<ExplainerPlan>,
+    /// `llm.modelRef` / `llm.pipelineRef`, as an inference path like the explainer's.
+    pub llm_infer_path: Option<String>,
+    pub clean_topics_on_delete: bool,
+    pub input_topic: String,
+    pub output_topic: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplainerPlan {
+    /// Reaches MLServer as `extra.explainer_type`.
+    pub explainer_type: Option<String>,
+    /// Path on the pipeline gateway given to the explainer as `infer_uri`:
+    /// `/v2/models/<m>/infer` or `/v2/pipelines/<p>/infer` (§1.2).
+    pub infer_path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerPlan {
+    pub name: String,
+    pub namespace: String,
+    pub capabilities: Vec<String>,
+    pub endpoints: Vec<String>,
+}
+
+impl PipelinePlan {
+    pub fn sub_topology(&self, name: &str) -> Option<&SubTopology> {
+        self.sub_topologies.iter().find(|s| s.name == name)
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&Topic> {
+        self.topics.iter().find(|t| t.name == name)
+    }
+}
+
+impl SubTopology {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Names of the nodes `name` sends to, in edge order.
+    pub fn successors<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Edge> + 'a {
+        self.edges.iter().filter(move |e| e.from == name)
+    }
+
+    pub fn predecessors<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Edge> + 'a {
+        self.edges.iter().filter(move |e| e.to == name)
+    }
+
+    /// Topics this sub-topology consumes.
+    pub fn source_topics(&self) -> Vec<&str> {
+        self.nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Op::Source { topic, .. } => Some(topic.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Rule 11 (**flowc**): the topics of one co-partition group have different partition counts,
+/// so a join over them could never match keys. Found when topics are created or checked
+/// against a broker (the YAML says nothing about partitions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopartitionError {
+    pub pipeline: String,
+    /// Every existing topic of the group with its partition count.
+    pub topics: Vec<(String, i32)>,
+}
+
+impl std::fmt::Display for CopartitionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list: Vec<String> = self.topics.iter().map(|(t, n)| format!("{t} ({n})")).collect();
+        write!(
+            f,
+            "error[{}]: pipeline `{}` joins topics with different partition counts: {}; \
+             records with the same key would land on different partitions and never meet. \
+             Give them the same number of partitions (or delete the internal ones so they are recreated)",
+            crate::diagnostic::Code::PartitionMismatch,
+            self.pipeline,
+            list.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for CopartitionError {}
+
+impl PipelinePlan {
+    /// Checks rule 11 given the partition counts of the topics that exist (`None`: the topic
+    /// does not exist yet and will be created with the group's count).
+    pub fn check_copartitioning(&self, partitions: impl Fn(&str) -> Option<i32>) -> Vec<CopartitionError> {
+        let mut errors = Vec::new();
+        for group in &self.copartition_groups {
+            let existing: Vec<(String, i32)> = group
+                .iter()
+                .filter_map(|t| partitions(t).map(|n| (t.clone(), n)))
+                .collect();
+            let first = existing.first().map(|(_, n)| *n);
+            if existing.iter().any(|(_, n)| Some(*n) != first) {
+                errors.push(CopartitionError {
+                    pipeline: self.name.clone(),
+                    topics: existing,
+                });
+            }
+        }
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{compile_str, CompileOptions};
+
+    const JOIN: &str = r#"
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: p}
+spec:
+  steps:
+    - name: a
+    - name: b
+    - name: c
+      inputs: [a, b]
+  output: {steps: [c]}
+"#;
+
+    #[test]
+    fn copartitioning_is_checked_against_existing_topics() {
+        let (_, c) = compile_str("p.yaml", JOIN, &CompileOptions::default());
+        let plan = c.plan.expect("compiles");
+        let p = &plan.pipelines[0];
+        assert_eq!(p.copartition_groups.len(), 1);
+        let group = &p.copartition_groups[0];
+        assert!(group.contains(&"seldon.default.model.a.outputs".to_string()));
+        assert!(group.contains(&"seldon.default.model.b.outputs".to_string()));
+        assert!(group.contains(&"seldon.default.pipeline.p.c.join-changelog".to_string()));
+
+        // Same counts, or topics still to be created: fine.
+        assert!(p.check_copartitioning(|_| Some(4)).is_empty());
+        assert!(p
+            .check_copartitioning(|t| t.ends_with("a.outputs").then_some(4))
+            .is_empty());
+        // Different counts: one error naming both topics and their counts.
+        let errs = p.check_copartitioning(|t| match t {
+            "seldon.default.model.a.outputs" => Some(4),
+            "seldon.default.model.b.outputs" => Some(3),
+            _ => None,
+        });
+        assert_eq!(errs.len(), 1);
+        let msg = errs[0].to_string();
+        assert!(msg.starts_with("error[E117]"), "{msg}");
+        assert!(
+            msg.contains("seldon.default.model.a.outputs (4)") && msg.contains("seldon.default.model.b.outputs (3)"),
+            "{msg}"
+        );
+    }
+}

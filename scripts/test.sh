@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the build needs, then checks
+# formatting, lints and runs every test. `.ci/run` calls exactly this.
+#
+#   ./scripts/test.sh
+#
+# Reuses a cargo target dir outside the clone (FLOWC_TARGET_DIR, default ~/.cache/flowc/target)
+# so a second run, or CI on a machine that already built flowc, does not rebuild RocksDB and
+# librdkafka from source. A fresh machine simply builds into it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FLOWC_TARGET_DIR:-$HOME/.cache/flowc/target}}"
+mkdir -p "$CARGO_TARGET_DIR"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "build dependencies (system packages)"
+./scripts/setup-build-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked 2>&1 | tee "$CARGO_TARGET_DIR/last-test.log"
+# One closing line that counts every test binary's results together.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\n%d passed, %d failed, %d skipped\n", p, f, i }' \
+    "$CARGO_TARGET_DIR/last-test.log"

@@ -1,0 +1,152 @@
+//! `flowc`: compile, draw and (later) run Seldon Core 2 inference pipelines as Kafka data flow.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use flowc_compiler::{diagnostic, render, CompileOptions, SourceMap};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod graph_svg;
+
+#[derive(Parser)]
+#[command(
+    name = "flowc",
+    version,
+    about = "Seldon Core 2 inference pipelines as Kafka data flow"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate Pipeline/Model/Server YAML and print the compiled topology plan.
+    Compile {
+        /// YAML files (one or more documents each); compiled together.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// How to print the plan (and, for `json`, the diagnostics).
+        #[arg(long, short, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Draw the compiled DAG as an SVG picture (no Graphviz needed).
+    Graph {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to write the picture.
+        #[arg(long, short, default_value = "dag.svg")]
+        output: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Topic prefix (`<prefix>.<namespace>.model.<m>.inputs`).
+    #[arg(long, default_value = "seldon")]
+    prefix: String,
+    /// Colour diagnostics: auto (when stderr is a terminal), always, never.
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn read_sources(files: &[PathBuf]) -> Result<SourceMap> {
+    let mut sources = SourceMap::new();
+    for path in files {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        sources.add(display_name(path), text);
+    }
+    Ok(sources)
+}
+
+fn display_name(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Compile { files, format, common } => {
+            let sources = read_sources(&files)?;
+            let options = CompileOptions { prefix: common.prefix };
+            let compilation = flowc_compiler::compile(&sources, &options);
+            let color = match common.color {
+                Color::Always => true,
+                Color::Never => false,
+                Color::Auto => std::io::stderr().is_terminal(),
+            };
+            if let Format::Json = format {
+                if compilation.has_errors() {
+                    println!("{}", diagnostic::render_json(&compilation.diagnostics, &sources));
+                    return Ok(ExitCode::from(1));
+                }
+                if !compilation.diagnostics.is_empty() {
+                    eprint!("{}", diagnostic::render_text(&compilation.diagnostics, &sources, color));
+                }
+            } else if !compilation.diagnostics.is_empty() {
+                eprint!("{}", diagnostic::render_text(&compilation.diagnostics, &sources, color));
+            }
+            let Some(plan) = compilation.plan else {
+                return Ok(ExitCode::from(1));
+            };
+            let out = match format {
+                Format::Text => render::text(&plan),
+                Format::Json => render::json(&plan),
+                Format::Dot => render::dot(&plan),
+                Format::Mermaid => render::mermaid(&plan),
+            };
+            print!("{out}");
+            if !out.ends_with('\n') {
+                println!();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Graph { files, output, common } => {
+            let sources = read_sources(&files)?;
+            let options = CompileOptions { prefix: common.prefix };
+            let compilation = flowc_compiler::compile(&sources, &options);
+            let color = matches!(common.color, Color::Always)
+                || (matches!(common.color, Color::Auto) && std::io::stderr().is_terminal());
+            if !compilation.diagnostics.is_empty() {
+                eprint!("{}", diagnostic::render_text(&compilation.diagnostics, &sources, color));
+            }
+            let Some(plan) = compilation.plan else {
+                return Ok(ExitCode::from(1));
+            };
+            let svg = graph_svg::render(&plan);
+            std::fs::write(&output, svg).with_context(|| format!("cannot write {}", output.display()))?;
+            eprintln!("wrote {}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
