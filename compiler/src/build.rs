@@ -5,6 +5,7 @@ use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 use crate::graph::StepGraph;
 use crate::plan::*;
 use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Naming settings of a deployment (§4.1).
 #[derive(Clone, Debug)]
@@ -236,10 +237,14 @@ struct PipelineBuilder<'a> {
     p: &'a Pipeline<Resolved>,
     names: TopicNames,
     topics: Vec<Topic>,
+    /// Names in `topics`, for constant-time de-duplication.
+    topic_names: BTreeSet<String>,
     stores: Vec<Store>,
+    /// Index in `stores` where the sub-topology being built started adding.
+    stores_of_current_sub: usize,
     subs: Vec<(Role, String, SubBuilder)>,
     copartition: Vec<Vec<String>>,
-    guarded: Vec<usize>,
+    guarded: BTreeSet<usize>,
 }
 
 impl<'a> PipelineBuilder<'a> {
@@ -248,10 +253,12 @@ impl<'a> PipelineBuilder<'a> {
             p,
             names: TopicNames::new(prefix, &p.namespace),
             topics: Vec::new(),
+            topic_names: BTreeSet::new(),
             stores: Vec::new(),
+            stores_of_current_sub: 0,
             subs: Vec::new(),
             copartition: Vec::new(),
-            guarded: Vec::new(),
+            guarded: BTreeSet::new(),
         }
     }
 
@@ -260,7 +267,7 @@ impl<'a> PipelineBuilder<'a> {
     }
 
     fn topic(&mut self, name: &str, role: TopicRole, owned: bool) {
-        if !self.topics.iter().any(|t| t.name == name) {
+        if self.topic_names.insert(name.to_string()) {
             self.topics.push(Topic {
                 name: name.to_string(),
                 role,
@@ -451,14 +458,14 @@ impl<'a> PipelineBuilder<'a> {
                 })
                 .collect();
             topics.extend(
-                self.stores
+                self.stores[self.stores_of_current_sub..]
                     .iter()
-                    .filter(|s| s.sub_topology == sub.name)
                     .map(|s| s.changelog_topic.clone()),
             );
             self.copartition.push(topics);
         }
         self.subs.push((role, group, sub));
+        self.stores_of_current_sub = self.stores.len();
     }
 
     fn window(ms: Option<u64>) -> u64 {
@@ -473,7 +480,7 @@ impl<'a> PipelineBuilder<'a> {
         let pname = self.pname();
         let graph = StepGraph::new(p);
         if p.allow_cycles {
-            self.guarded = graph.steps_in_cycles();
+            self.guarded = graph.steps_in_cycles().into_iter().collect();
         }
         let clear_topic = self.names.internal(pname, "_output", "revisits-clear");
         let errors_topic = self.names.errors();
@@ -515,12 +522,13 @@ impl<'a> PipelineBuilder<'a> {
         self.finish_sub(Role::Errors, sub);
 
         // The model calls, so the plan shows the whole flow; shared across pipelines.
-        let mut models: Vec<String> = Vec::new();
-        for step in &p.steps {
-            if !models.contains(&step.name.value) {
-                models.push(step.name.value.clone());
-            }
-        }
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        let models: Vec<String> = p
+            .steps
+            .iter()
+            .filter(|s| seen.insert(s.name.value.as_str()))
+            .map(|s| s.name.value.clone())
+            .collect();
         for m in &models {
             self.model_sub(m, &errors_topic);
         }
@@ -822,30 +830,44 @@ impl<'a> PipelineBuilder<'a> {
     }
 }
 
-/// Merges overlapping topic sets (union-find by repeated merging; groups are few and small).
+/// Merges overlapping topic sets (union-find over topic names), each result sorted, the
+/// groups sorted; singletons are dropped.
 fn merge_groups(groups: Vec<Vec<String>>) -> Vec<Vec<String>> {
-    let mut merged: Vec<Vec<String>> = Vec::new();
-    for group in groups {
-        let mut current: Vec<String> = Vec::new();
-        for t in group {
-            if !current.contains(&t) {
-                current.push(t);
-            }
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    let mut parent: Vec<usize> = Vec::new();
+    fn find(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
         }
-        while let Some(i) = merged.iter().position(|m| m.iter().any(|t| current.contains(t))) {
-            for t in merged.remove(i) {
-                if !current.contains(&t) {
-                    current.push(t);
+        i
+    }
+    for group in &groups {
+        let mut first: Option<usize> = None;
+        for topic in group {
+            let id = *index.entry(topic.clone()).or_insert_with(|| {
+                parent.push(parent.len());
+                parent.len() - 1
+            });
+            match first {
+                None => first = Some(id),
+                Some(f) => {
+                    let (a, b) = (find(&mut parent, f), find(&mut parent, id));
+                    if a != b {
+                        parent[b] = a;
+                    }
                 }
             }
         }
-        if current.len() > 1 {
-            current.sort();
-            merged.push(current);
-        }
     }
-    merged.sort();
-    merged
+    let mut merged: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for (topic, id) in &index {
+        let root = find(&mut parent, *id);
+        merged.entry(root).or_default().push(topic.clone());
+    }
+    let mut out: Vec<Vec<String>> = merged.into_values().filter(|g| g.len() > 1).collect();
+    out.sort();
+    out
 }
 
 /// SHA-256 of the plan's canonical JSON (with an empty fingerprint), as 16 hex digits:

@@ -41,6 +41,11 @@ impl StepGraph {
         let mut graph = DiGraph::new();
         let names: Vec<String> = p.steps.iter().map(|s| s.name.value.clone()).collect();
         let nodes: Vec<NodeIndex> = (0..p.steps.len()).map(|i| graph.add_node(i)).collect();
+        // The first step of each name (duplicates are reported elsewhere).
+        let mut by_name: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for (i, n) in names.iter().enumerate().rev() {
+            by_name.insert(n.as_str(), i);
+        }
         for (i, step) in p.steps.iter().enumerate() {
             let refs = step
                 .inputs
@@ -49,8 +54,7 @@ impl StepGraph {
                 .chain(step.triggers.iter().map(|r| (r, Dependency::Trigger)));
             for (r, kind) in refs {
                 if let Target::Step(from) = &r.target {
-                    // The first step of that name (duplicates are reported elsewhere).
-                    if let Some(j) = names.iter().position(|n| n == from) {
+                    if let Some(&j) = by_name.get(from.as_str()) {
                         graph.add_edge(
                             nodes[j],
                             nodes[i],
@@ -86,7 +90,8 @@ impl StepGraph {
 
     /// Breadth-first search inside one component for the shortest path start → … → start.
     fn path_back_to(&self, start: NodeIndex, scc: &[NodeIndex]) -> Option<Cycle> {
-        use std::collections::{BTreeMap, VecDeque};
+        use std::collections::{BTreeMap, BTreeSet, VecDeque};
+        let scc: BTreeSet<NodeIndex> = scc.iter().copied().collect();
         let mut parent: BTreeMap<NodeIndex, NodeIndex> = BTreeMap::new();
         let mut queue = VecDeque::from([start]);
         while let Some(n) = queue.pop_front() {

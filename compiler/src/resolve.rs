@@ -54,6 +54,7 @@ pub fn resolve(raw: Resources<Raw>, sources: &SourceMap, diags: &mut Diagnostics
                 diags,
                 pipeline: p,
                 step_names: p.steps.iter().map(|s| s.name.value.clone()).collect(),
+                step_set: p.steps.iter().map(|s| s.name.value.clone()).collect(),
             };
             r.pipeline(&known_pipelines)
         })
@@ -129,7 +130,10 @@ struct Resolver<'a, 'd> {
     sources: &'a SourceMap,
     diags: &'d mut Diagnostics,
     pipeline: &'a Pipeline<Raw>,
+    /// In file order, for suggestions.
     step_names: Vec<String>,
+    /// The same, for look-ups.
+    step_set: BTreeSet<String>,
 }
 
 impl Resolver<'_, '_> {
@@ -277,7 +281,7 @@ impl Resolver<'_, '_> {
         let is_pipeline = name == self.pname();
         let target = if is_pipeline && list != RefList::Output {
             Target::Pipeline
-        } else if self.step_names.iter().any(|s| s == name) {
+        } else if self.step_set.contains(name) {
             Target::Step(name.to_string())
         } else {
             // Rule 6 (for triggers too: **flowc**).
