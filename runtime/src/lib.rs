@@ -6,8 +6,13 @@
 //! - [`record`]: records and the key, partition and header rules of §4.2/§4.3,
 //! - [`state`]: state stores with changelogs and expiry (RocksDB, and in memory for tests).
 
+pub mod driver;
+pub mod envelope;
+pub mod operator;
+pub mod ops;
 pub mod record;
 pub mod state;
+pub mod task;
 pub mod tensor;
 
 pub mod proto {

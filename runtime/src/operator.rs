@@ -1,0 +1,200 @@
+//! The operator interface and the one registry that rebuilds every operator from the plan
+//! (as Arroyo's workers do): `build_operator` is the only place that maps an [`Op`] to code.
+
+use std::sync::Arc;
+
+use flowc_compiler::plan::{Node, Op, Port};
+
+use crate::envelope::Envelope;
+use crate::ops;
+use crate::record::Record;
+use crate::state::{ChangelogRecord, Entry, StateError, StateStore};
+
+/// Calls a model: the model gateway in production, a function in tests.
+pub trait ModelBackend: Send + Sync {
+    /// The model's response, or the error text for the errors topic.
+    fn infer(
+        &self,
+        model: &str,
+        request: crate::proto::inference::ModelInferRequest,
+    ) -> Result<crate::proto::inference::ModelInferResponse, String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error("malformed record: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("{0}")]
+    Tensor(#[from] crate::tensor::TensorError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("node {node}: {reason}")]
+    Node { node: String, reason: String },
+}
+
+/// Where an operator's output goes: along its ordinary edges, or its `Error` edges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Out {
+    Main,
+    Error,
+}
+
+/// What an operator may touch while it handles one record or timer tick.
+pub struct Ctx<'a> {
+    pub now_ms: i64,
+    store: Option<&'a mut Box<dyn StateStore>>,
+    changelog: &'a mut Vec<ChangelogRecord>,
+    emitted: &'a mut Vec<(Out, Envelope)>,
+    written: &'a mut Vec<(String, Record)>,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(
+        now_ms: i64,
+        store: Option<&'a mut Box<dyn StateStore>>,
+        changelog: &'a mut Vec<ChangelogRecord>,
+        emitted: &'a mut Vec<(Out, Envelope)>,
+        written: &'a mut Vec<(String, Record)>,
+    ) -> Self {
+        Ctx {
+            now_ms,
+            store,
+            changelog,
+            emitted,
+            written,
+        }
+    }
+
+    pub fn emit(&mut self, envelope: Envelope) {
+        self.emitted.push((Out::Main, envelope));
+    }
+
+    pub fn emit_error(&mut self, envelope: Envelope) {
+        self.emitted.push((Out::Error, envelope));
+    }
+
+    /// A sink's write to a topic.
+    pub fn write(&mut self, topic: &str, record: Record) {
+        self.written.push((topic.to_string(), record));
+    }
+
+    fn store(&mut self) -> Result<&mut Box<dyn StateStore>, OpError> {
+        self.store
+            .as_deref_mut()
+            .ok_or_else(|| OpError::Invalid("operator has no state store".to_string()))
+    }
+
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Entry>, OpError> {
+        Ok(self.store()?.get(key)?)
+    }
+
+    /// Writes state and records the changelog record to produce.
+    pub fn put(&mut self, key: &[u8], value: &[u8], expires_at_ms: Option<i64>) -> Result<(), OpError> {
+        let record = self.store()?.put(key, value, expires_at_ms)?;
+        self.changelog.push(record);
+        Ok(())
+    }
+
+    pub fn delete(&mut self, key: &[u8]) -> Result<(), OpError> {
+        let record = self.store()?.delete(key)?;
+        self.changelog.push(record);
+        Ok(())
+    }
+
+    /// Removes the entries due by now, logging their tombstones.
+    pub fn expire(&mut self) -> Result<Vec<Entry>, OpError> {
+        let now = self.now_ms;
+        let expired = self.store()?.expire(now)?;
+        Ok(expired
+            .into_iter()
+            .map(|e| {
+                self.changelog.push(e.changelog);
+                e.entry
+            })
+            .collect())
+    }
+}
+
+/// One node of a sub-topology at run time.
+pub trait Operator: Send {
+    /// Handles one envelope arriving on `port`.
+    fn process(&mut self, port: Port, envelope: Envelope, ctx: &mut Ctx<'_>) -> Result<(), OpError>;
+
+    /// Timer tick: close windows, flush batches. Most operators have nothing to do.
+    fn punctuate(&mut self, _ctx: &mut Ctx<'_>) -> Result<(), OpError> {
+        Ok(())
+    }
+}
+
+/// What building an operator may need beyond its node.
+pub struct BuildEnv<'a> {
+    /// The pipeline the sub-topology belongs to (error records name it).
+    pub pipeline: &'a str,
+    /// Partition count of a topic (sinks keep partitions, §4.2).
+    pub partitions: &'a dyn Fn(&str) -> i32,
+    /// How model calls are made; `None` where this process does not run models.
+    pub models: Option<Arc<dyn ModelBackend>>,
+}
+
+/// The registry: an operator for every kind of plan node.
+pub fn build_operator(node: &Node, env: &BuildEnv<'_>) -> Result<Box<dyn Operator>, BuildError> {
+    let fail = |reason: &str| BuildError::Node {
+        node: node.name.clone(),
+        reason: reason.to_string(),
+    };
+    Ok(match &node.op {
+        Op::Source { payload, pipeline, .. } => Box::new(ops::Source::new(*payload, pipeline.clone())),
+        Op::Select {
+            tensors,
+            renames,
+            from,
+            to,
+        } => Box::new(ops::Select::new(tensors, renames, *from, *to)),
+        Op::Join {
+            join_type,
+            window_ms,
+            inputs,
+            ..
+        } => Box::new(ops::Join::new(*join_type, *window_ms, *inputs)),
+        Op::TriggerMatch { tensors } => Box::new(ops::TriggerMatch::new(tensors)),
+        Op::TriggerGate {
+            join_type,
+            window_ms,
+            triggers,
+            ..
+        } => Box::new(ops::TriggerGate::new(*join_type, *window_ms, *triggers)),
+        Op::CycleGuard { max_visits, .. } => {
+            let step = node.name.split('/').next().unwrap_or(&node.name);
+            Box::new(ops::CycleGuard::new(*max_visits, env.pipeline, step))
+        }
+        Op::Batch {
+            size,
+            window_ms,
+            rolling,
+            ..
+        } => Box::new(ops::Batch::new(*size, *window_ms, *rolling)),
+        Op::ModelCall { model } => {
+            let backend = env
+                .models
+                .clone()
+                .ok_or_else(|| fail("no model backend to call models with"))?;
+            Box::new(ops::ModelCall::new(model, backend))
+        }
+        Op::Sink {
+            topic,
+            payload,
+            pipeline,
+        } => Box::new(ops::Sink::new(
+            topic,
+            *payload,
+            pipeline.clone(),
+            (env.partitions)(topic),
+        )),
+    })
+}

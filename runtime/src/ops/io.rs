@@ -1,0 +1,127 @@
+//! The edges of a task: sources decode records, sinks encode them (keeping key, partition and
+//! the header rules of §4.2/§4.3), and the model call (§6).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flowc_compiler::plan::{Payload as PlanPayload, Port};
+use prost::Message;
+
+use crate::envelope::{Envelope, Payload};
+use crate::operator::{Ctx, ModelBackend, OpError, Operator};
+use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
+use crate::record::{header, output_partition, step_headers, Record};
+
+/// Reads a topic: keeps records of its pipeline (§4.3; a record without the `pipeline` header
+/// belongs to no pipeline and is skipped) and decodes the value once.
+pub struct Source {
+    payload: PlanPayload,
+    pipeline: Option<String>,
+}
+
+impl Source {
+    pub fn new(payload: PlanPayload, pipeline: Option<String>) -> Self {
+        Source { payload, pipeline }
+    }
+}
+
+impl Operator for Source {
+    fn process(&mut self, _port: Port, mut envelope: Envelope, ctx: &mut Ctx<'_>) -> Result<(), OpError> {
+        if let Some(p) = &self.pipeline {
+            if envelope.header(header::PIPELINE) != Some(p.as_str()) {
+                return Ok(());
+            }
+        }
+        let Payload::Raw(bytes) = std::mem::replace(&mut envelope.payload, Payload::Control) else {
+            return Err(OpError::Invalid("source got a decoded record".to_string()));
+        };
+        envelope.payload = match self.payload {
+            PlanPayload::Request => Payload::Request(ModelInferRequest::decode(bytes)?),
+            PlanPayload::Response => Payload::Response(ModelInferResponse::decode(bytes)?),
+            PlanPayload::ErrorText => Payload::Error(bytes),
+            PlanPayload::Control => Payload::Control,
+        };
+        ctx.emit(envelope);
+        Ok(())
+    }
+}
+
+/// Writes a topic: same key, partition kept (§4.2), `pipeline` header set and alibi headers
+/// removed when the sink belongs to a pipeline (§4.3); model-call sinks keep headers as they are.
+pub struct Sink {
+    topic: String,
+    pipeline: Option<String>,
+    partitions: i32,
+}
+
+impl Sink {
+    pub fn new(topic: &str, _payload: PlanPayload, pipeline: Option<String>, partitions: i32) -> Self {
+        Sink {
+            topic: topic.to_string(),
+            pipeline,
+            partitions,
+        }
+    }
+}
+
+impl Operator for Sink {
+    fn process(&mut self, _port: Port, envelope: Envelope, ctx: &mut Ctx<'_>) -> Result<(), OpError> {
+        let value = envelope.value_bytes();
+        let headers = match &self.pipeline {
+            Some(p) => step_headers(&envelope.headers, p),
+            None => envelope.headers,
+        };
+        let record = Record {
+            partition: output_partition(&envelope.key, envelope.partition, self.partitions),
+            key: envelope.key,
+            value,
+            headers,
+            timestamp_ms: envelope.timestamp_ms,
+        };
+        ctx.write(&self.topic, record);
+        Ok(())
+    }
+}
+
+/// Calls the model; the response goes on, a failure becomes an error record
+/// (`seldon-pipeline-errors: <model>`, the error text as value).
+pub struct ModelCall {
+    model: String,
+    backend: Arc<dyn ModelBackend>,
+}
+
+impl ModelCall {
+    pub fn new(model: &str, backend: Arc<dyn ModelBackend>) -> Self {
+        ModelCall {
+            model: model.to_string(),
+            backend,
+        }
+    }
+}
+
+impl Operator for ModelCall {
+    fn process(&mut self, _port: Port, mut envelope: Envelope, ctx: &mut Ctx<'_>) -> Result<(), OpError> {
+        let Payload::Request(mut request) = std::mem::replace(&mut envelope.payload, Payload::Control) else {
+            return Err(OpError::Invalid(
+                "model call got something other than a request".to_string(),
+            ));
+        };
+        request.model_name.clone_from(&self.model);
+        match self.backend.infer(&self.model, request) {
+            Ok(mut response) => {
+                response.model_name.clone_from(&self.model);
+                envelope.payload = Payload::Response(response);
+                ctx.emit(envelope);
+            }
+            Err(text) => {
+                envelope.headers.retain(|(n, _)| n != header::PIPELINE_ERRORS);
+                envelope
+                    .headers
+                    .push((header::PIPELINE_ERRORS.to_string(), self.model.as_bytes().to_vec()));
+                envelope.payload = Payload::Error(Bytes::from(text));
+                ctx.emit_error(envelope);
+            }
+        }
+        Ok(())
+    }
+}

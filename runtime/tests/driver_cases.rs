@@ -1,0 +1,448 @@
+//! Data-driven tests of the step runtime on the in-memory driver: each `tests/cases/<name>.json`
+//! compiles sample pipelines, pipes requests, moves the clock, and the records that reached the
+//! shown topics are rendered and compared with `tests/cases/<name>.out`. Re-bless with
+//!
+//! ```sh
+//! FLOWC_BLESS=1 cargo test -p flowc-runtime --test driver_cases
+//! ```
+//!
+//! Models are test doubles chosen by the Model's `flowc://<name>` reference: they compute the
+//! answers of PIPELINES.md §9 (the real models are the reference server's, another issue).
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use flowc_compiler::{compile, CompileOptions, SourceMap};
+use flowc_runtime::driver::{FnModels, StoreKind, TestDriver};
+use flowc_runtime::proto::inference::{ModelInferRequest, ModelInferResponse};
+use flowc_runtime::record::Record;
+use flowc_runtime::tensor::{Encoding, InferMessage, Tensor, TensorData};
+use prost::Message;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+// ---------------------------------------------------------------- models (test doubles)
+
+fn tensor<'a>(m: &'a InferMessage, name: &str) -> Result<&'a Tensor, String> {
+    m.tensors
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| format!("missing input tensor {name}"))
+}
+
+fn respond(request: &ModelInferRequest, tensors: Vec<Tensor>) -> Result<ModelInferResponse, String> {
+    let msg = InferMessage::from_request(request).map_err(|e| e.to_string())?;
+    InferMessage { tensors, ..msg }.to_response().map_err(|e| e.to_string())
+}
+
+fn t(name: &str, shape: Vec<i64>, data: TensorData) -> Tensor {
+    Tensor::new(name, shape, data).expect("valid test tensor")
+}
+
+fn f32s(t: &Tensor) -> Result<Vec<f32>, String> {
+    match &t.data {
+        TensorData::Fp32(v) => Ok(v.clone()),
+        other => Err(format!("{}: expected FP32, got {}", t.name, other.datatype())),
+    }
+}
+
+fn i32s(t: &Tensor) -> Result<Vec<i32>, String> {
+    match &t.data {
+        TensorData::Int32(v) => Ok(v.clone()),
+        other => Err(format!("{}: expected INT32, got {}", t.name, other.datatype())),
+    }
+}
+
+fn reference_model(name: &str, request: &ModelInferRequest) -> Result<ModelInferResponse, String> {
+    let m = InferMessage::from_request(request).map_err(|e| e.to_string())?;
+    match name {
+        "sum-diff" => {
+            let (a, b) = (tensor(&m, "INPUT0")?, tensor(&m, "INPUT1")?);
+            let (x, y) = (i32s(a)?, i32s(b)?);
+            let sum = x.iter().zip(&y).map(|(p, q)| p + q).collect();
+            let diff = x.iter().zip(&y).map(|(p, q)| p - q).collect();
+            respond(
+                request,
+                vec![
+                    t("OUTPUT0", a.shape.clone(), TensorData::Int32(sum)),
+                    t("OUTPUT1", a.shape.clone(), TensorData::Int32(diff)),
+                ],
+            )
+        }
+        "add10" | "mul10" => {
+            let input = tensor(&m, "INPUT")?;
+            let out = f32s(input)?
+                .into_iter()
+                .map(|v| if name == "add10" { v + 10.0 } else { v * 10.0 })
+                .collect();
+            respond(request, vec![t("OUTPUT", input.shape.clone(), TensorData::Fp32(out))])
+        }
+        "conditional" => {
+            let choice = i32s(tensor(&m, "CHOICE")?)?;
+            let (pick, out) = if choice.first() == Some(&0) {
+                ("INPUT0", "OUTPUT0")
+            } else {
+                ("INPUT1", "OUTPUT1")
+            };
+            let mut picked = tensor(&m, pick)?.clone();
+            picked.name = out.to_string();
+            respond(request, vec![picked])
+        }
+        "choice-is-one" | "choice-is-two" => {
+            let want = if name == "choice-is-one" { 1 } else { 2 };
+            let choice = tensor(&m, "choice")?;
+            let keep = i32s(choice)?.first() == Some(&want);
+            respond(request, if keep { vec![choice.clone()] } else { Vec::new() })
+        }
+        "identity" => respond(request, m.tensors.clone()),
+        "counter" => {
+            let input = i32s(tensor(&m, "INPUT")?)?;
+            let next = input.first().copied().unwrap_or(0) + 1;
+            let flag = if next < 10 { "continue" } else { "stop" };
+            respond(
+                request,
+                vec![
+                    t("output", vec![1], TensorData::Int32(vec![next])),
+                    t(flag, vec![1], TensorData::Int32(vec![1])),
+                ],
+            )
+        }
+        "iris" => {
+            // A fixed rule on petal length (column 2), enough to tell the classes apart here.
+            let input = tensor(&m, "INPUT")?;
+            let x = f32s(input)?;
+            let rows = x.len() / 4;
+            let classes = (0..rows)
+                .map(|r| match x[r * 4 + 2] {
+                    v if v < 2.5 => 0,
+                    v if v < 4.9 => 1,
+                    _ => 2,
+                })
+                .collect();
+            respond(
+                request,
+                vec![t("predict", vec![rows as i64, 1], TensorData::Int64(classes))],
+            )
+        }
+        "outlier" => {
+            let input = tensor(&m, "INPUT")?;
+            let x = f32s(input)?;
+            let k = input.shape.get(1).copied().unwrap_or(1).max(1) as usize;
+            let rows = x.len() / k;
+            let scores: Vec<f64> = (0..rows)
+                .map(|r| {
+                    x[r * k..(r + 1) * k]
+                        .iter()
+                        .fold(0f64, |a, v| a.max(f64::from(v.abs())))
+                })
+                .collect();
+            let flags = scores.iter().map(|s| i64::from(*s > 10.0)).collect();
+            respond(
+                request,
+                vec![
+                    t("is_outlier", vec![rows as i64], TensorData::Int64(flags)),
+                    t("instance_score", vec![rows as i64], TensorData::Fp64(scores)),
+                ],
+            )
+        }
+        "drift" => {
+            // Reports the batch it was given, which is what these tests check.
+            let input = tensor(&m, "INPUT")?;
+            let k = input.shape.get(1).copied().unwrap_or(1);
+            respond(
+                request,
+                vec![
+                    t("is_drift", vec![1], TensorData::Int64(vec![0])),
+                    t("p_val", vec![k], TensorData::Fp64(vec![1.0; k.max(0) as usize])),
+                    t("batch_rows", vec![1], TensorData::Int64(vec![input.shape[0]])),
+                ],
+            )
+        }
+        "fail" => Err("model failed on purpose".to_string()),
+        other => Err(format!("no test double for reference model {other}")),
+    }
+}
+
+fn models_for(plan: &flowc_compiler::Plan) -> FnModels {
+    let mut models = FnModels::default();
+    for m in &plan.models {
+        let reference = m.reference_model.clone().unwrap_or_default();
+        models = models.with(&m.name, move |r| reference_model(&reference, r));
+    }
+    models
+}
+
+// ---------------------------------------------------------------- cases
+
+fn data(datatype: &str, values: &[Value]) -> TensorData {
+    let ints = || values.iter().map(|v| v.as_i64().expect("integer")).collect::<Vec<_>>();
+    let floats = || values.iter().map(|v| v.as_f64().expect("number")).collect::<Vec<_>>();
+    match datatype {
+        "INT32" => TensorData::Int32(ints().into_iter().map(|v| v as i32).collect()),
+        "INT64" => TensorData::Int64(ints()),
+        "FP32" => TensorData::Fp32(floats().into_iter().map(|v| v as f32).collect()),
+        "FP64" => TensorData::Fp64(floats()),
+        "BOOL" => TensorData::Bool(values.iter().map(|v| v.as_bool().expect("bool")).collect()),
+        "BYTES" => TensorData::Bytes(
+            values
+                .iter()
+                .map(|v| Bytes::from(v.as_str().expect("string").to_string()))
+                .collect(),
+        ),
+        other => panic!("datatype {other} not supported in cases"),
+    }
+}
+
+fn request_of(spec: &Value) -> ModelInferRequest {
+    let tensors = spec["tensors"]
+        .as_array()
+        .expect("tensors")
+        .iter()
+        .map(|t| {
+            let shape = t["shape"]
+                .as_array()
+                .expect("shape")
+                .iter()
+                .map(|d| d.as_i64().expect("dim"))
+                .collect();
+            let values = t["data"].as_array().expect("data");
+            Tensor::new(
+                t["name"].as_str().expect("name"),
+                shape,
+                data(t["datatype"].as_str().expect("datatype"), values),
+            )
+            .expect("valid tensor")
+        })
+        .collect();
+    let encoding = if spec["raw"].as_bool().unwrap_or(false) {
+        Encoding::Raw
+    } else {
+        Encoding::Typed
+    };
+    InferMessage {
+        id: spec["id"].as_str().unwrap_or("").to_string(),
+        parameters: Default::default(),
+        tensors,
+        encoding,
+    }
+    .to_request()
+    .expect("encodes")
+}
+
+fn render_values(data: &TensorData) -> String {
+    match data {
+        TensorData::Int32(v) => format!("{v:?}"),
+        TensorData::Int64(v) => format!("{v:?}"),
+        TensorData::Fp32(v) => format!("{v:?}"),
+        TensorData::Fp64(v) => format!("{v:?}"),
+        TensorData::Bool(v) => format!("{v:?}"),
+        TensorData::Bytes(v) => format!(
+            "{:?}",
+            v.iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect::<Vec<_>>()
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+/// One record as text: key, partition, headers, then its tensors (or error text).
+fn render_record(topic: &str, r: &Record) -> String {
+    let mut out = format!("  key={} partition={}", r.key, r.partition);
+    let headers: Vec<String> = r
+        .headers
+        .iter()
+        .map(|(n, v)| format!("{n}={}", String::from_utf8_lossy(v)))
+        .collect();
+    out.push_str(&format!(" headers[{}]\n", headers.join(", ")));
+    if r.is_error() {
+        out.push_str(&format!("    error: {}\n", String::from_utf8_lossy(&r.value)));
+        return out;
+    }
+    let message = if topic.ends_with(".inputs") {
+        ModelInferRequest::decode(r.value.clone())
+            .ok()
+            .and_then(|m| InferMessage::from_request(&m).ok())
+    } else {
+        ModelInferResponse::decode(r.value.clone())
+            .ok()
+            .and_then(|m| InferMessage::from_response(&m).ok())
+    };
+    match message {
+        Some(m) => {
+            for t in &m.tensors {
+                out.push_str(&format!(
+                    "    {} {} {:?} = {}\n",
+                    t.name,
+                    t.datatype(),
+                    t.shape,
+                    render_values(&t.data)
+                ));
+            }
+        }
+        None => out.push_str(&format!("    <{} bytes, not a message>\n", r.value.len())),
+    }
+    out
+}
+
+fn load_case(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read case")).expect("case JSON")
+}
+
+fn run_case(path: &Path) -> String {
+    run(path, &load_case(path))
+}
+
+fn run(path: &Path, case: &Value) -> String {
+    let mut sources = SourceMap::new();
+    for file in case["plan"].as_array().expect("plan files") {
+        let file = file.as_str().expect("path");
+        sources.add(file, std::fs::read_to_string(root().join(file)).expect("read sample"));
+    }
+    let compiled = compile(&sources, &CompileOptions::default());
+    let plan = compiled
+        .plan
+        .unwrap_or_else(|| panic!("{}: plan does not compile: {:?}", path.display(), compiled.diagnostics));
+    let models = models_for(&plan);
+    let partitions = case["partitions"].as_i64().unwrap_or(1) as i32;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stores = match case["stores"].as_str().unwrap_or("rocksdb") {
+        "memory" => StoreKind::Memory,
+        _ => StoreKind::RocksDb(dir.path().to_path_buf()),
+    };
+    let mut driver = TestDriver::new(plan, partitions, stores, models).expect("driver");
+    let mut log = String::new();
+    for action in case["actions"].as_array().expect("actions") {
+        if let Some(send) = action.get("send") {
+            let repeat = send["repeat"].as_u64().unwrap_or(1);
+            for i in 0..repeat {
+                let key = send["key"].as_str().expect("key").replace("{i}", &i.to_string());
+                let request = request_of(send);
+                let pipeline = send["pipeline"].as_str().expect("pipeline");
+                if send["no_pipeline_header"].as_bool().unwrap_or(false) {
+                    let topic = driver.pipeline_topic(pipeline, "inputs");
+                    driver.pipe(&topic, &key, Vec::new(), Bytes::from(request.encode_to_vec()));
+                } else {
+                    driver.send(pipeline, &key, &request);
+                }
+            }
+        } else if let Some(ms) = action.get("advance_ms") {
+            driver.advance(ms.as_i64().expect("ms"));
+            log.push_str(&format!("-- advanced {} ms\n", ms));
+        } else if action.get("restart").is_some() {
+            let applied = driver.restart_stateful_tasks().expect("restart");
+            log.push_str(&format!(
+                "-- restarted stateful tasks from their changelogs ({applied} records applied)\n"
+            ));
+        } else if let Some(store) = action.get("store_len") {
+            let store = store.as_str().expect("store");
+            log.push_str(&format!(
+                "-- store {store}: {} entries\n",
+                driver.store_len(store).expect("store")
+            ));
+        } else {
+            panic!("unknown action {action}");
+        }
+    }
+    let mut out = log;
+    for topic in case["show"].as_array().expect("show") {
+        let topic = topic.as_str().expect("topic");
+        let records = driver.records(topic);
+        out.push_str(&format!("{topic}: {} records\n", records.len()));
+        for r in records {
+            out.push_str(&render_record(topic, r));
+        }
+    }
+    out
+}
+
+#[test]
+fn cases() {
+    let dir = root().join("runtime/tests/cases");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("cases dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 10, "expected the §9 cases, found {}", paths.len());
+    let bless = std::env::var_os("FLOWC_BLESS").is_some();
+    let mut failures = Vec::new();
+    for path in paths {
+        let actual = run_case(&path);
+        let golden = path.with_extension("out");
+        if bless {
+            std::fs::write(&golden, &actual).expect("write golden");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden).unwrap_or_default();
+        if expected != actual {
+            failures.push(format!(
+                "{} differs (FLOWC_BLESS=1 to accept):\n--- expected\n{expected}\n+++ actual\n{actual}",
+                path.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn cases_dir() -> PathBuf {
+    root().join("runtime/tests/cases")
+}
+
+/// The rendered records of one topic (the part of a case's output after its heading).
+fn section(output: &str, topic: &str) -> String {
+    let start = output
+        .find(&format!("{topic}:"))
+        .unwrap_or_else(|| panic!("{topic} not shown:\n{output}"));
+    let rest = &output[start..];
+    let end = rest[1..].find("\nseldon.").map_or(rest.len(), |i| i + 2);
+    rest[..end].to_string()
+}
+
+#[test]
+fn raw_and_typed_contents_give_the_same_answer() {
+    let typed = run_case(&cases_dir().join("join.json"));
+    let raw = run_case(&cases_dir().join("join-raw.json"));
+    let topic = "seldon.default.pipeline.join.outputs";
+    assert!(
+        section(&typed, topic).contains("OUTPUT0 INT32 [1, 16] = [2, 4, 6"),
+        "{typed}"
+    );
+    assert_eq!(section(&typed, topic), section(&raw, topic));
+}
+
+#[test]
+fn a_store_restored_from_its_changelog_gives_the_same_output() {
+    for name in ["triggers-restore.json", "batch-restore.json"] {
+        let path = cases_dir().join(name);
+        let with_restart = load_case(&path);
+        let mut without = with_restart.clone();
+        let actions = without["actions"].as_array_mut().expect("actions");
+        let before = actions.len();
+        actions.retain(|a| a.get("restart").is_none());
+        assert_eq!(actions.len(), before - 1, "{name} must restart once");
+        let restarted = run(&path, &with_restart);
+        let uninterrupted = run(&path, &without);
+        assert!(restarted.contains("records applied"), "{restarted}");
+        for topic in with_restart["show"].as_array().expect("show") {
+            let topic = topic.as_str().expect("topic");
+            let got = section(&restarted, topic);
+            assert!(
+                !got.contains(": 0 records"),
+                "{name}: nothing reached {topic}, the test proves nothing"
+            );
+            assert_eq!(got, section(&uninterrupted, topic), "{name}: {topic}");
+        }
+    }
+}
+
+#[test]
+fn window_expiry_keeps_join_state_bounded() {
+    let out = run_case(&cases_dir().join("join-expiry-bounded.json"));
+    assert!(out.contains("-- store joined-inner.join: 200 entries"), "{out}");
+    assert!(out.contains("-- store joined-inner.join: 0 entries"), "{out}");
+}
