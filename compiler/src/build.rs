@@ -143,6 +143,7 @@ fn model_plan(m: &Model, prefix: &str) -> ModelPlan {
 /// A topic a sub-topology reads, with everything referenced on it.
 struct SourceGroup {
     topic: String,
+    role: TopicRole,
     /// Short name for node names: `tfsimple1.outputs`, `join.inputs`, `q.step.s.outputs`.
     short: String,
     payload: Payload,
@@ -173,18 +174,47 @@ impl SourceGroup {
     }
 }
 
+/// The topic a reference reads, named where its role is known.
+struct TopicRef {
+    topic: String,
+    role: TopicRole,
+    /// Short name for node names.
+    short: String,
+    side: Side,
+    /// The `pipeline` header its records carry.
+    header: String,
+}
+
+fn topic_role(pipeline_topic: bool, side: Side) -> TopicRole {
+    match (pipeline_topic, side) {
+        (true, Side::Inputs) => TopicRole::PipelineInputs,
+        (true, Side::Outputs) => TopicRole::PipelineOutputs,
+        (false, Side::Inputs) => TopicRole::ModelInputs,
+        (false, Side::Outputs) => TopicRole::ModelOutputs,
+    }
+}
+
 /// Groups references by topic in order of first appearance (§5.3). **flowc**: a topic
 /// referenced both whole and by tensor gives all its tensors.
-fn group_by_topic<'a>(
-    refs: impl IntoIterator<Item = (String, String, Side, String, &'a Option<String>)>,
-) -> Vec<SourceGroup> {
+fn group_by_topic<'a>(refs: impl IntoIterator<Item = (TopicRef, &'a Option<String>)>) -> Vec<SourceGroup> {
     let mut groups: Vec<SourceGroup> = Vec::new();
-    for (topic, short, side, header, tensor) in refs {
+    for (
+        TopicRef {
+            topic,
+            role,
+            short,
+            side,
+            header,
+        },
+        tensor,
+    ) in refs
+    {
         let group = match groups.iter_mut().position(|g| g.topic == topic) {
             Some(i) => &mut groups[i],
             None => {
                 groups.push(SourceGroup {
                     topic,
+                    role,
                     short,
                     payload: Payload::of_side(side),
                     pipeline_header: header,
@@ -292,45 +322,54 @@ impl<'a> PipelineBuilder<'a> {
         name
     }
 
-    /// The topic, short name, side and header filter of a reference inside the pipeline.
-    fn port_topic(&self, r: &PortRef) -> (String, String, Side, String) {
+    /// The topic of a reference inside the pipeline; records are filtered on this pipeline.
+    fn port_topic(&self, r: &PortRef) -> TopicRef {
         let p = self.pname();
-        match &r.target {
-            Target::Pipeline => (
-                self.names.pipeline(p, r.side),
-                format!("{p}.{}", r.side),
-                r.side,
-                p.to_string(),
-            ),
-            Target::Step(s) => (
-                self.names.model(s, r.side),
-                format!("{s}.{}", r.side),
-                r.side,
-                p.to_string(),
-            ),
+        let (topic, short, pipeline_topic) = match &r.target {
+            Target::Pipeline => (self.names.pipeline(p, r.side), format!("{p}.{}", r.side), true),
+            Target::Step(s) => (self.names.model(s, r.side), format!("{s}.{}", r.side), false),
+        };
+        TopicRef {
+            topic,
+            role: topic_role(pipeline_topic, r.side),
+            short,
+            side: r.side,
+            header: p.to_string(),
         }
     }
 
     fn groups(&mut self, refs: &[PortRef]) -> Vec<SourceGroup> {
-        let items: Vec<_> = refs
-            .iter()
-            .map(|r| {
-                let (topic, short, side, header) = self.port_topic(r);
-                (topic, short, side, header, &r.tensor)
-            })
-            .collect();
-        let groups = group_by_topic(items);
-        for g in &groups {
-            let role = match (g.topic.contains(".pipeline."), g.payload) {
-                (true, Payload::Request) => TopicRole::PipelineInputs,
-                (true, _) => TopicRole::PipelineOutputs,
-                (false, Payload::Request) => TopicRole::ModelInputs,
-                (false, _) => TopicRole::ModelOutputs,
-            };
-            let owned = matches!(role, TopicRole::PipelineInputs | TopicRole::PipelineOutputs);
-            self.topic(&g.topic, role, owned);
-        }
+        let groups = group_by_topic(refs.iter().map(|r| (self.port_topic(r), &r.tensor)));
+        // This pipeline's own topics are deleted with it; model topics never are.
+        self.register(&groups, |role| {
+            matches!(role, TopicRole::PipelineInputs | TopicRole::PipelineOutputs)
+        });
         groups
+    }
+
+    fn register(&mut self, groups: &[SourceGroup], owned: impl Fn(TopicRole) -> bool) {
+        for g in groups {
+            self.topic(&g.topic, g.role, owned(g.role));
+        }
+    }
+
+    /// The sink of a sub-topology writing `payload` to `topic` for this pipeline, fed by `from`.
+    fn sink(&mut self, sub: &mut SubBuilder, local: &str, topic: String, role: TopicRole, owned: bool, from: &str) {
+        self.topic(&topic, role, owned);
+        let sink = sub.node(
+            local,
+            Op::Sink {
+                payload: match role {
+                    TopicRole::PipelineInputs | TopicRole::ModelInputs => Payload::Request,
+                    TopicRole::Errors => Payload::ErrorText,
+                    TopicRole::Control | TopicRole::Changelog => Payload::Control,
+                    _ => Payload::Response,
+                },
+                topic,
+                pipeline: Some(self.pname().to_string()),
+            },
+        );
+        sub.edge(from, &sink, Port::Forward);
     }
 
     fn renames_for(groups: &mut [SourceGroup], map: &[(Target, Side, String, String)], pname: &str) {
@@ -576,30 +615,43 @@ impl<'a> PipelineBuilder<'a> {
     fn input_sub(&mut self, input: &'a Input<Resolved>) {
         let pname = self.pname();
         let mut sub = SubBuilder::new("_input");
-        let topic_of = |names: &TopicNames, r: &ExternalPort| -> (String, String) {
-            match &r.step {
-                Some(s) => (names.model(s, r.side), format!("{}.step.{s}.{}", r.pipeline, r.side)),
+        let topic_of = |names: &TopicNames, r: &ExternalPort| -> TopicRef {
+            let (topic, short, pipeline_topic) = match &r.step {
+                Some(s) => (
+                    names.model(s, r.side),
+                    format!("{}.step.{s}.{}", r.pipeline, r.side),
+                    false,
+                ),
                 None => (
                     names.pipeline(&r.pipeline, r.side),
                     format!("{}.{}", r.pipeline, r.side),
+                    true,
                 ),
+            };
+            TopicRef {
+                topic,
+                role: topic_role(pipeline_topic, r.side),
+                short,
+                side: r.side,
+                // Records written for pipeline Q only (§2.2).
+                header: r.pipeline.clone(),
             }
         };
-        let items =
-            |refs: &'a [ExternalPort], names: &TopicNames| -> Vec<(String, String, Side, String, &'a Option<String>)> {
-                refs.iter()
-                    .map(|r| {
-                        let (topic, short) = topic_of(names, r);
-                        (topic, short, r.side, r.pipeline.clone(), &r.tensor)
-                    })
-                    .collect()
-            };
-        let mut data = group_by_topic(items(&input.external_inputs, &self.names));
-        let triggers = group_by_topic(items(&input.external_triggers, &self.names));
+        let mut data = group_by_topic(
+            input
+                .external_inputs
+                .iter()
+                .map(|r| (topic_of(&self.names, r), &r.tensor)),
+        );
+        let triggers = group_by_topic(
+            input
+                .external_triggers
+                .iter()
+                .map(|r| (topic_of(&self.names, r), &r.tensor)),
+        );
         for g in data.iter_mut() {
             for entry in &input.tensor_map {
-                let (topic, _) = topic_of(&self.names, &entry.key);
-                if topic == g.topic {
+                if topic_of(&self.names, &entry.key).topic == g.topic {
                     if let Some(t) = &entry.key.tensor {
                         g.renames.push(Rename {
                             from: t.clone(),
@@ -609,31 +661,23 @@ impl<'a> PipelineBuilder<'a> {
                 }
             }
         }
-        for g in data.iter().chain(&triggers) {
-            let role = match (g.topic.contains(".pipeline."), g.payload) {
-                (true, Payload::Request) => TopicRole::PipelineInputs,
-                (true, _) => TopicRole::PipelineOutputs,
-                (false, Payload::Request) => TopicRole::ModelInputs,
-                (false, _) => TopicRole::ModelOutputs,
-            };
-            self.topic(&g.topic, role, false);
-        }
+        // Another pipeline's topics are never ours to delete.
+        self.register(&data, |_| false);
+        self.register(&triggers, |_| false);
         let window = Self::window(input.join_window_ms);
         let mut last = self.data_path(&mut sub, &data, Payload::Request, input.join, window);
         if !triggers.is_empty() {
             last = self.trigger_gate(&mut sub, &triggers, input.triggers_join, window, &last);
         }
         let topic = self.names.pipeline(pname, Side::Inputs);
-        self.topic(&topic, TopicRole::PipelineInputs, true);
-        let sink = sub.node(
+        self.sink(
+            &mut sub,
             &format!("sink:{pname}.inputs"),
-            Op::Sink {
-                topic,
-                payload: Payload::Request,
-                pipeline: Some(pname.to_string()),
-            },
+            topic,
+            TopicRole::PipelineInputs,
+            true,
+            &last,
         );
-        sub.edge(&last, &sink, Port::Forward);
         self.finish_sub(Role::Input, sub);
     }
 
@@ -718,16 +762,14 @@ impl<'a> PipelineBuilder<'a> {
             last = node;
         }
         let topic = self.names.model(sname, Side::Inputs);
-        self.topic(&topic, TopicRole::ModelInputs, false);
-        let sink = sub.node(
+        self.sink(
+            &mut sub,
             &format!("sink:{sname}.inputs"),
-            Op::Sink {
-                topic,
-                payload: Payload::Request,
-                pipeline: Some(pname.to_string()),
-            },
+            topic,
+            TopicRole::ModelInputs,
+            false,
+            &last,
         );
-        sub.edge(&last, &sink, Port::Forward);
         self.finish_sub(
             Role::Step {
                 step: sname.to_string(),
@@ -756,27 +798,24 @@ impl<'a> PipelineBuilder<'a> {
         let window = Self::window(output.join_window_ms);
         let last = self.data_path(&mut sub, &data, Payload::Response, output.join, window);
         let topic = self.names.pipeline(pname, Side::Outputs);
-        self.topic(&topic, TopicRole::PipelineOutputs, true);
-        let sink = sub.node(
+        self.sink(
+            &mut sub,
             &format!("sink:{pname}.outputs"),
-            Op::Sink {
-                topic,
-                payload: Payload::Response,
-                pipeline: Some(pname.to_string()),
-            },
+            topic,
+            TopicRole::PipelineOutputs,
+            true,
+            &last,
         );
-        sub.edge(&last, &sink, Port::Forward);
         if !self.guarded.is_empty() {
             // Reaching the output clears the revisit counters of the key (§5.6).
-            let clear = sub.node(
+            self.sink(
+                &mut sub,
                 "sink:revisits-clear",
-                Op::Sink {
-                    topic: clear_topic.to_string(),
-                    payload: Payload::Control,
-                    pipeline: Some(pname.to_string()),
-                },
+                clear_topic.to_string(),
+                TopicRole::Control,
+                true,
+                &last,
             );
-            sub.edge(&last, &clear, Port::Forward);
         }
         self.finish_sub(Role::Output, sub);
     }
@@ -921,5 +960,30 @@ mod tests {
             n.internal("p", "s", "join-changelog"),
             "seldon.default.pipeline.p.s.join-changelog"
         );
+    }
+
+    #[test]
+    fn topic_roles_come_from_the_reference_not_the_name() {
+        // A model named `pipeline`: its topics contain `.pipeline.` but are model topics,
+        // which a pipeline's cleanTopicsOnDelete must never delete.
+        let yaml = r#"
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: p}
+spec:
+  steps:
+    - name: pipeline
+    - name: b
+      inputs: [pipeline]
+  output: {steps: [b]}
+"#;
+        let (_, c) = crate::compile_str("p.yaml", yaml, &CompileOptions::default());
+        let plan = c.plan.expect("compiles");
+        let topic = plan.pipelines[0].topic("seldon.default.model.pipeline.outputs").expect("topic");
+        assert_eq!(topic.role, TopicRole::ModelOutputs);
+        assert!(!topic.owned);
+        let own = plan.pipelines[0].topic("seldon.default.pipeline.p.outputs").expect("topic");
+        assert_eq!(own.role, TopicRole::PipelineOutputs);
+        assert!(own.owned);
     }
 }
