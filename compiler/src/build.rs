@@ -979,10 +979,14 @@ spec:
 "#;
         let (_, c) = crate::compile_str("p.yaml", yaml, &CompileOptions::default());
         let plan = c.plan.expect("compiles");
-        let topic = plan.pipelines[0].topic("seldon.default.model.pipeline.outputs").expect("topic");
+        let topic = plan.pipelines[0]
+            .topic("seldon.default.model.pipeline.outputs")
+            .expect("topic");
         assert_eq!(topic.role, TopicRole::ModelOutputs);
         assert!(!topic.owned);
-        let own = plan.pipelines[0].topic("seldon.default.pipeline.p.outputs").expect("topic");
+        let own = plan.pipelines[0]
+            .topic("seldon.default.pipeline.p.outputs")
+            .expect("topic");
         assert_eq!(own.role, TopicRole::PipelineOutputs);
         assert!(own.owned);
     }
