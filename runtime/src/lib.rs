@@ -6,11 +6,16 @@
 //! - [`record`]: records and the key, partition and header rules of §4.2/§4.3,
 //! - [`state`]: state stores with changelogs and expiry (RocksDB, and in memory for tests).
 
+pub mod devbroker;
 pub mod driver;
 pub mod envelope;
+pub mod kafka;
+pub mod model_client;
+pub mod model_server;
 pub mod operator;
 pub mod ops;
 pub mod record;
+pub mod reference;
 pub mod state;
 pub mod task;
 pub mod tensor;

@@ -6,8 +6,9 @@
 //! FLOWC_BLESS=1 cargo test -p flowc-runtime --test driver_cases
 //! ```
 //!
-//! Models are test doubles chosen by the Model's `flowc://<name>` reference: they compute the
-//! answers of PIPELINES.md §9 (the real models are the reference server's, another issue).
+//! Models are chosen by the Model's `flowc://<name>` reference: the reference models of
+//! PIPELINES.md §9 as the reference server runs them (`flowc_runtime::reference`), and test
+//! doubles for the ones it does not implement yet.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ use flowc_compiler::{compile, CompileOptions, SourceMap};
 use flowc_runtime::driver::{FnModels, StoreKind, TestDriver};
 use flowc_runtime::proto::inference::{ModelInferRequest, ModelInferResponse};
 use flowc_runtime::record::Record;
+use flowc_runtime::reference;
 use flowc_runtime::tensor::{Encoding, InferMessage, Tensor, TensorData};
 use prost::Message;
 use serde_json::Value;
@@ -24,96 +26,31 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-// ---------------------------------------------------------------- models (test doubles)
+// ---------------------------------------------------------------- models
 
-fn tensor<'a>(m: &'a InferMessage, name: &str) -> Result<&'a Tensor, String> {
-    m.tensors
-        .iter()
-        .find(|t| t.name == name)
-        .ok_or_else(|| format!("missing input tensor {name}"))
-}
-
-fn respond(request: &ModelInferRequest, tensors: Vec<Tensor>) -> Result<ModelInferResponse, String> {
-    let msg = InferMessage::from_request(request).map_err(|e| e.to_string())?;
-    InferMessage { tensors, ..msg }.to_response().map_err(|e| e.to_string())
-}
-
-fn t(name: &str, shape: Vec<i64>, data: TensorData) -> Tensor {
-    Tensor::new(name, shape, data).expect("valid test tensor")
-}
-
-fn f32s(t: &Tensor) -> Result<Vec<f32>, String> {
-    match &t.data {
+/// The library's reference models (`flowc_runtime::reference`), plus test doubles for what it
+/// does not implement yet: `iris`, `outlier` and `drift` (fixed rules that give these tests their
+/// answers, not the real models of §9) and `fail`.
+fn reference_model(name: &str, request: &ModelInferRequest) -> Result<ModelInferResponse, String> {
+    if reference::known(name) {
+        return reference::infer(name, request).map_err(|e| e.to_string());
+    }
+    let m = InferMessage::from_request(request).map_err(|e| e.to_string())?;
+    let input = || {
+        m.tensors
+            .iter()
+            .find(|t| t.name == "INPUT")
+            .ok_or_else(|| "missing input tensor INPUT".to_string())
+    };
+    let f32s = |t: &Tensor| match &t.data {
         TensorData::Fp32(v) => Ok(v.clone()),
         other => Err(format!("{}: expected FP32, got {}", t.name, other.datatype())),
-    }
-}
-
-fn i32s(t: &Tensor) -> Result<Vec<i32>, String> {
-    match &t.data {
-        TensorData::Int32(v) => Ok(v.clone()),
-        other => Err(format!("{}: expected INT32, got {}", t.name, other.datatype())),
-    }
-}
-
-fn reference_model(name: &str, request: &ModelInferRequest) -> Result<ModelInferResponse, String> {
-    let m = InferMessage::from_request(request).map_err(|e| e.to_string())?;
-    match name {
-        "sum-diff" => {
-            let (a, b) = (tensor(&m, "INPUT0")?, tensor(&m, "INPUT1")?);
-            let (x, y) = (i32s(a)?, i32s(b)?);
-            let sum = x.iter().zip(&y).map(|(p, q)| p + q).collect();
-            let diff = x.iter().zip(&y).map(|(p, q)| p - q).collect();
-            respond(
-                request,
-                vec![
-                    t("OUTPUT0", a.shape.clone(), TensorData::Int32(sum)),
-                    t("OUTPUT1", a.shape.clone(), TensorData::Int32(diff)),
-                ],
-            )
-        }
-        "add10" | "mul10" => {
-            let input = tensor(&m, "INPUT")?;
-            let out = f32s(input)?
-                .into_iter()
-                .map(|v| if name == "add10" { v + 10.0 } else { v * 10.0 })
-                .collect();
-            respond(request, vec![t("OUTPUT", input.shape.clone(), TensorData::Fp32(out))])
-        }
-        "conditional" => {
-            let choice = i32s(tensor(&m, "CHOICE")?)?;
-            let (pick, out) = if choice.first() == Some(&0) {
-                ("INPUT0", "OUTPUT0")
-            } else {
-                ("INPUT1", "OUTPUT1")
-            };
-            let mut picked = tensor(&m, pick)?.clone();
-            picked.name = out.to_string();
-            respond(request, vec![picked])
-        }
-        "choice-is-one" | "choice-is-two" => {
-            let want = if name == "choice-is-one" { 1 } else { 2 };
-            let choice = tensor(&m, "choice")?;
-            let keep = i32s(choice)?.first() == Some(&want);
-            respond(request, if keep { vec![choice.clone()] } else { Vec::new() })
-        }
-        "identity" => respond(request, m.tensors.clone()),
-        "counter" => {
-            let input = i32s(tensor(&m, "INPUT")?)?;
-            let next = input.first().copied().unwrap_or(0) + 1;
-            let flag = if next < 10 { "continue" } else { "stop" };
-            respond(
-                request,
-                vec![
-                    t("output", vec![1], TensorData::Int32(vec![next])),
-                    t(flag, vec![1], TensorData::Int32(vec![1])),
-                ],
-            )
-        }
+    };
+    let t = |name: &str, shape: Vec<i64>, data: TensorData| Tensor::new(name, shape, data).expect("valid tensor");
+    let tensors = match name {
         "iris" => {
             // A fixed rule on petal length (column 2), enough to tell the classes apart here.
-            let input = tensor(&m, "INPUT")?;
-            let x = f32s(input)?;
+            let x = f32s(input()?)?;
             let rows = x.len() / 4;
             let classes = (0..rows)
                 .map(|r| match x[r * 4 + 2] {
@@ -122,13 +59,10 @@ fn reference_model(name: &str, request: &ModelInferRequest) -> Result<ModelInfer
                     _ => 2,
                 })
                 .collect();
-            respond(
-                request,
-                vec![t("predict", vec![rows as i64, 1], TensorData::Int64(classes))],
-            )
+            vec![t("predict", vec![rows as i64, 1], TensorData::Int64(classes))]
         }
         "outlier" => {
-            let input = tensor(&m, "INPUT")?;
+            let input = input()?;
             let x = f32s(input)?;
             let k = input.shape.get(1).copied().unwrap_or(1).max(1) as usize;
             let rows = x.len() / k;
@@ -140,30 +74,25 @@ fn reference_model(name: &str, request: &ModelInferRequest) -> Result<ModelInfer
                 })
                 .collect();
             let flags = scores.iter().map(|s| i64::from(*s > 10.0)).collect();
-            respond(
-                request,
-                vec![
-                    t("is_outlier", vec![rows as i64], TensorData::Int64(flags)),
-                    t("instance_score", vec![rows as i64], TensorData::Fp64(scores)),
-                ],
-            )
+            vec![
+                t("is_outlier", vec![rows as i64], TensorData::Int64(flags)),
+                t("instance_score", vec![rows as i64], TensorData::Fp64(scores)),
+            ]
         }
         "drift" => {
             // Reports the batch it was given, which is what these tests check.
-            let input = tensor(&m, "INPUT")?;
+            let input = input()?;
             let k = input.shape.get(1).copied().unwrap_or(1);
-            respond(
-                request,
-                vec![
-                    t("is_drift", vec![1], TensorData::Int64(vec![0])),
-                    t("p_val", vec![k], TensorData::Fp64(vec![1.0; k.max(0) as usize])),
-                    t("batch_rows", vec![1], TensorData::Int64(vec![input.shape[0]])),
-                ],
-            )
+            vec![
+                t("is_drift", vec![1], TensorData::Int64(vec![0])),
+                t("p_val", vec![k], TensorData::Fp64(vec![1.0; k.max(0) as usize])),
+                t("batch_rows", vec![1], TensorData::Int64(vec![input.shape[0]])),
+            ]
         }
-        "fail" => Err("model failed on purpose".to_string()),
-        other => Err(format!("no test double for reference model {other}")),
-    }
+        "fail" => return Err("model failed on purpose".to_string()),
+        other => return reference::infer(other, request).map_err(|e| e.to_string()),
+    };
+    InferMessage { tensors, ..m }.to_response().map_err(|e| e.to_string())
 }
 
 fn models_for(plan: &flowc_compiler::Plan) -> FnModels {

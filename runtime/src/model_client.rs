@@ -1,0 +1,358 @@
+//! Calls models on Open Inference Protocol gRPC servers (`inference.GRPCInferenceService/
+//! ModelInfer`) for the workers' model-call steps (PIPELINES.md §6).
+//!
+//! [`GrpcModels`] is a synchronous [`ModelBackend`]: workers call it from plain threads. It runs
+//! the calls on its own small tokio runtime, so it also works (by blocking the caller) from a
+//! thread of another runtime. Each endpoint gets one lazily connected HTTP/2 channel, shared by
+//! every call to it and reconnected by tonic when it breaks.
+//!
+//! Seldon's defaults: a 2-minute timeout per try, and up to 5 tries with exponential back-off from
+//! 100 ms (100, 200, 400, 800 ms) for transient failures: status UNAVAILABLE, which is also what
+//! an unreachable server or a refused connection gives. Other failures (the model's own error
+//! statuses, a timeout) are not retried: a model that took 2 minutes would take them again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::error::Error as _;
+use std::sync::{mpsc, Mutex};
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+use crate::model_server::MAX_MESSAGE_BYTES;
+use crate::operator::ModelBackend;
+use crate::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
+
+/// Seldon's model-gateway timeout for one call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Seldon's number of tries for a transient failure.
+pub const DEFAULT_TRIES: u32 = 5;
+/// The wait before the second try; it doubles before each further try.
+pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Why a [`GrpcModels`] could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot start the model client's runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+    #[error("invalid model server endpoint {url:?}: {reason}")]
+    InvalidEndpoint { url: String, reason: String },
+}
+
+/// Calls models over gRPC: a default endpoint, endpoints per model, one channel per endpoint.
+pub struct GrpcModels {
+    /// `Some` until dropped (dropping a runtime inside another runtime's thread panics, so drop
+    /// shuts it down in the background instead).
+    runtime: Option<Runtime>,
+    default_endpoint: Option<String>,
+    /// Model name → endpoint URL.
+    endpoints: BTreeMap<String, String>,
+    /// Endpoint URL → its settings; the channel once the first call made it.
+    channels: Mutex<HashMap<String, (Endpoint, Option<Channel>)>>,
+    timeout: Duration,
+    tries: u32,
+    backoff: Duration,
+}
+
+impl GrpcModels {
+    /// A client with no endpoints, Seldon's timeout and retries.
+    pub fn new() -> Result<Self, ClientError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("flowc-model-client")
+            .enable_all()
+            .build()?;
+        Ok(GrpcModels {
+            runtime: Some(runtime),
+            default_endpoint: None,
+            endpoints: BTreeMap::new(),
+            channels: Mutex::new(HashMap::new()),
+            timeout: DEFAULT_TIMEOUT,
+            tries: DEFAULT_TRIES,
+            backoff: DEFAULT_BACKOFF,
+        })
+    }
+
+    /// A client that calls every model on the server at `url`.
+    pub fn connect(url: &str) -> Result<Self, ClientError> {
+        Self::new()?.with_default_endpoint(url)
+    }
+
+    /// Where models without an endpoint of their own are called. `url` is `grpc://host:port`,
+    /// `http://host:port` or `host:port`.
+    pub fn with_default_endpoint(mut self, url: &str) -> Result<Self, ClientError> {
+        self.default_endpoint = Some(self.add_endpoint(url)?);
+        Ok(self)
+    }
+
+    /// Calls `model` on the server at `url`.
+    pub fn with_model(mut self, model: &str, url: &str) -> Result<Self, ClientError> {
+        let url = self.add_endpoint(url)?;
+        self.endpoints.insert(model.to_string(), url);
+        Ok(self)
+    }
+
+    /// How long one try may take (connecting included).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self.refresh_endpoints();
+        self
+    }
+
+    /// How many times a call is tried in all when the server is unavailable (at least 1).
+    pub fn with_tries(mut self, tries: u32) -> Self {
+        self.tries = tries.max(1);
+        self
+    }
+
+    /// The wait before the second try; it doubles before each further one.
+    pub fn with_backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The endpoint URL `model` is called at, if any.
+    pub fn endpoint_of(&self, model: &str) -> Option<&str> {
+        self.endpoints
+            .get(model)
+            .or(self.default_endpoint.as_ref())
+            .map(String::as_str)
+    }
+
+    /// Registers `url` (normalised to `http://…`) and returns the normalised form.
+    fn add_endpoint(&mut self, url: &str) -> Result<String, ClientError> {
+        let url = normalise(url);
+        let endpoint = self.endpoint(&url)?;
+        self.channels
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(url.clone())
+            .or_insert((endpoint, None));
+        Ok(url)
+    }
+
+    fn endpoint(&self, url: &str) -> Result<Endpoint, ClientError> {
+        let invalid = |reason: String| ClientError::InvalidEndpoint {
+            url: url.to_string(),
+            reason,
+        };
+        let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| invalid(e.to_string()))?;
+        if endpoint.uri().host().is_none() {
+            return Err(invalid("no host".to_string()));
+        }
+        Ok(endpoint.connect_timeout(self.timeout).tcp_nodelay(true))
+    }
+
+    /// Re-applies the settings to every endpoint (none is connected yet while building).
+    fn refresh_endpoints(&mut self) {
+        let timeout = self.timeout;
+        for (endpoint, _) in self.channels.get_mut().unwrap_or_else(|e| e.into_inner()).values_mut() {
+            *endpoint = endpoint.clone().connect_timeout(timeout);
+        }
+    }
+
+    /// The channel to `url`, made on first use (inside the runtime: tonic spawns its worker).
+    fn channel(&self, runtime: &Runtime, url: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let (endpoint, channel) = channels
+            .get_mut(url)
+            .ok_or_else(|| format!("model server endpoint {url} is not configured"))?;
+        Ok(channel
+            .get_or_insert_with(|| {
+                let _entered = runtime.enter();
+                endpoint.connect_lazy()
+            })
+            .clone())
+    }
+}
+
+impl Drop for GrpcModels {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl ModelBackend for GrpcModels {
+    fn infer(&self, model: &str, mut request: ModelInferRequest) -> Result<ModelInferResponse, String> {
+        let runtime = self.runtime.as_ref().ok_or("the model client is shut down")?;
+        let url = self
+            .endpoint_of(model)
+            .ok_or_else(|| format!("no model server endpoint is configured for model {model}"))?
+            .to_string();
+        let channel = self.channel(runtime, &url)?;
+        request.model_name = model.to_string();
+        let call = Call {
+            url,
+            timeout: self.timeout,
+            tries: self.tries,
+            backoff: self.backoff,
+        };
+        // Spawned rather than `block_on`: works from any thread, even one of another runtime.
+        let (tx, rx) = mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = tx.send(call.run(channel, request).await);
+        });
+        rx.recv()
+            .unwrap_or_else(|_| Err("the model client shut down during the call".to_string()))
+    }
+}
+
+/// One model call's settings.
+struct Call {
+    url: String,
+    timeout: Duration,
+    tries: u32,
+    backoff: Duration,
+}
+
+impl Call {
+    async fn run(self, channel: Channel, request: ModelInferRequest) -> Result<ModelInferResponse, String> {
+        let mut client = GrpcInferenceServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut request = Some(request);
+        let mut delay = self.backoff;
+        let mut attempt = 1;
+        loop {
+            let last = attempt >= self.tries;
+            let message = if last {
+                request.take().expect("the request is kept until the last try")
+            } else {
+                request.clone().expect("the request is kept until the last try")
+            };
+            let mut grpc_request = tonic::Request::new(message);
+            grpc_request.set_timeout(self.timeout);
+            let status = match tokio::time::timeout(self.timeout, client.model_infer(grpc_request)).await {
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                // The channel's connect timeout (the same length) may fire first: tonic reports
+                // it as CANCELLED "Timeout expired".
+                Ok(Err(status)) if !is_timeout(&status) => status,
+                Ok(Err(_)) | Err(_) => {
+                    return Err(format!(
+                        "no answer from model server {} within {}",
+                        self.url,
+                        seconds(self.timeout)
+                    ))
+                }
+            };
+            if status.code() != Code::Unavailable || last {
+                return Err(self.describe(&status, attempt));
+            }
+            tracing::debug!(url = %self.url, attempt, code = ?status.code(), "model server unavailable, retrying");
+            tokio::time::sleep(delay).await;
+            delay = delay.saturating_mul(2);
+            attempt += 1;
+        }
+    }
+
+    /// The error text: the server's own message, or for an unreachable server what happened.
+    fn describe(&self, status: &tonic::Status, attempt: u32) -> String {
+        if status.code() == Code::Unavailable {
+            let mut text = format!(
+                "model server {} unavailable after {attempt} {}: {}",
+                self.url,
+                if attempt == 1 { "try" } else { "tries" },
+                status.message()
+            );
+            let mut source = status.source();
+            while let Some(e) = source {
+                let s = e.to_string();
+                if !text.ends_with(&s) {
+                    text.push_str(": ");
+                    text.push_str(&s);
+                }
+                source = e.source();
+            }
+            return text;
+        }
+        if status.message().is_empty() {
+            return format!("model server {} failed with status {:?}", self.url, status.code());
+        }
+        status.message().to_string()
+    }
+}
+
+/// tonic's status for a timeout of its own (connecting, or a server's `Server::timeout`).
+fn is_timeout(status: &tonic::Status) -> bool {
+    status.code() == Code::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string()
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+/// `grpc://h:p` and `h:p` → `http://h:p` (tonic speaks HTTP/2 over `http`/`https` URLs).
+fn normalise(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    if let Some(rest) = url.strip_prefix("grpc://") {
+        format!("http://{rest}")
+    } else if let Some(rest) = url.strip_prefix("grpcs://") {
+        format!("https://{rest}")
+    } else if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalised() {
+        assert_eq!(normalise("grpc://localhost:9500"), "http://localhost:9500");
+        assert_eq!(normalise("localhost:9500"), "http://localhost:9500");
+        assert_eq!(normalise("http://h:1/"), "http://h:1");
+        assert_eq!(normalise("grpcs://h:1"), "https://h:1");
+    }
+
+    #[test]
+    fn endpoints_per_model_and_default() {
+        let models = GrpcModels::new()
+            .unwrap()
+            .with_model("a", "grpc://a:1")
+            .unwrap()
+            .with_default_endpoint("b:2")
+            .unwrap();
+        assert_eq!(models.endpoint_of("a"), Some("http://a:1"));
+        assert_eq!(models.endpoint_of("z"), Some("http://b:2"));
+        assert!(GrpcModels::new().unwrap().with_model("a", "grpc://no host:1").is_err());
+        let none = GrpcModels::new().unwrap();
+        assert_eq!(
+            none.infer("m", ModelInferRequest::default()).unwrap_err(),
+            "no model server endpoint is configured for model m"
+        );
+    }
+
+    #[test]
+    fn unreachable_server_is_retried_then_reported() {
+        // A port nothing listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let models = GrpcModels::connect(&format!("127.0.0.1:{port}"))
+            .unwrap()
+            .with_tries(3)
+            .with_backoff(Duration::from_millis(10));
+        let started = std::time::Instant::now();
+        let e = models.infer("m", ModelInferRequest::default()).unwrap_err();
+        assert!(
+            started.elapsed() >= Duration::from_millis(30),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            e.starts_with(&format!(
+                "model server http://127.0.0.1:{port} unavailable after 3 tries: "
+            )),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! The built-in reference server: an Open Inference Protocol (KServe V2) gRPC server that runs
+//! flowc's [reference models](crate::reference) under the names of the Models that use them
+//! (PIPELINES.md §1.3, §9).
+//!
+//! `ModelInfer` answers a served model with its reference model's output; a request the model
+//! cannot take is `INVALID_ARGUMENT` with the model's error text (e.g. "INPUT0: expected INT32,
+//! got FP32"), a model that is not served is `NOT_FOUND`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use flowc_compiler::plan::Plan;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+use crate::proto::inference::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+use crate::proto::inference::{
+    ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse, ModelReadyRequest,
+    ModelReadyResponse, ServerLiveRequest, ServerLiveResponse, ServerMetadataRequest, ServerMetadataResponse,
+    ServerReadyRequest, ServerReadyResponse,
+};
+use crate::reference::{self, ModelError};
+
+/// The platform `ModelMetadata` reports.
+pub const PLATFORM: &str = "flowc-reference";
+
+/// The largest message the server and [`crate::model_client::GrpcModels`] accept or send (as
+/// Seldon, which lifts gRPC's 4 MiB default to the largest protobuf message).
+pub const MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
+
+/// Which models the server serves: model name → reference model name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReferenceServer {
+    models: BTreeMap<String, String>,
+}
+
+/// A Model whose `flowc://` reference names no reference model flowc runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnknownReference {
+    pub model: String,
+    pub storage_uri: String,
+    pub error: Box<ModelError>,
+}
+
+/// Every Model of a plan that [`ReferenceServer::from_plan`] cannot serve.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnknownReferences(pub Vec<UnknownReference>);
+
+impl fmt::Display for UnknownReferences {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, u) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "model {} (storageUri {}): {}", u.model, u.storage_uri, u.error)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UnknownReference {}
+
+impl std::error::Error for UnknownReferences {}
+
+impl fmt::Display for UnknownReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        UnknownReferences(vec![self.clone()]).fmt(f)
+    }
+}
+
+impl ReferenceServer {
+    /// A server with no models.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `reference` under the name `model` (replacing what `model` served before).
+    pub fn with_model(mut self, model: &str, reference: &str) -> Result<Self, UnknownReference> {
+        self.insert(model, reference, &format!("flowc://{reference}"))?;
+        Ok(self)
+    }
+
+    fn insert(&mut self, model: &str, reference: &str, storage_uri: &str) -> Result<(), UnknownReference> {
+        if !reference::known(reference) {
+            return Err(UnknownReference {
+                model: model.to_string(),
+                storage_uri: storage_uri.to_string(),
+                error: Box::new(unknown(reference)),
+            });
+        }
+        self.models.insert(model.to_string(), reference.to_string());
+        Ok(())
+    }
+
+    /// Every Model of the plan with a `flowc://<reference>` storageUri; Models with other
+    /// storage URIs run elsewhere and are left out. Fails naming every Model whose reference
+    /// model is unknown or not implemented yet.
+    pub fn from_plan(plan: &Plan) -> Result<Self, UnknownReferences> {
+        let mut server = Self::new();
+        let mut unknown_refs = Vec::new();
+        for m in &plan.models {
+            let Some(reference) = &m.reference_model else {
+                continue;
+            };
+            if let Err(e) = server.insert(&m.name, reference, &m.storage_uri) {
+                unknown_refs.push(e);
+            }
+        }
+        if unknown_refs.is_empty() {
+            Ok(server)
+        } else {
+            Err(UnknownReferences(unknown_refs))
+        }
+    }
+
+    /// Model name → reference model name.
+    pub fn models(&self) -> &BTreeMap<String, String> {
+        &self.models
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+
+    /// `ModelInfer` without the transport: the served model's answer, with the model's name.
+    pub fn infer(&self, request: &ModelInferRequest) -> Result<ModelInferResponse, Status> {
+        let reference = self.reference_of(&request.model_name)?;
+        match reference::infer(reference, request) {
+            Ok(mut response) => {
+                response.model_name.clone_from(&request.model_name);
+                response.model_version.clone_from(&request.model_version);
+                Ok(response)
+            }
+            Err(e) if e.is_unknown_model() => Err(Status::not_found(format!("model {}: {e}", request.model_name))),
+            Err(e) => Err(Status::invalid_argument(e.to_string())),
+        }
+    }
+
+    fn reference_of(&self, model: &str) -> Result<&str, Status> {
+        self.models.get(model).map(String::as_str).ok_or_else(|| {
+            let served: Vec<&str> = self.models.keys().map(String::as_str).collect();
+            Status::not_found(format!(
+                "model {model} is not served here (serving: {})",
+                if served.is_empty() {
+                    "none".to_string()
+                } else {
+                    served.join(", ")
+                }
+            ))
+        })
+    }
+}
+
+fn unknown(reference: &str) -> ModelError {
+    if reference::NOT_YET.contains(&reference) {
+        ModelError::NotImplemented {
+            name: reference.to_string(),
+        }
+    } else {
+        ModelError::Unknown {
+            name: reference.to_string(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for ReferenceServer {
+    async fn server_live(&self, _: Request<ServerLiveRequest>) -> Result<Response<ServerLiveResponse>, Status> {
+        Ok(Response::new(ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(&self, _: Request<ServerReadyRequest>) -> Result<Response<ServerReadyResponse>, Status> {
+        Ok(Response::new(ServerReadyResponse { ready: true }))
+    }
+
+    async fn model_ready(&self, request: Request<ModelReadyRequest>) -> Result<Response<ModelReadyResponse>, Status> {
+        self.reference_of(&request.get_ref().name)?;
+        Ok(Response::new(ModelReadyResponse { ready: true }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
+        Ok(Response::new(ServerMetadataResponse {
+            name: "flowc".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            extensions: Vec::new(),
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
+        let name = &request.get_ref().name;
+        self.reference_of(name)?;
+        Ok(Response::new(ModelMetadataResponse {
+            name: name.clone(),
+            versions: Vec::new(),
+            platform: PLATFORM.to_string(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        }))
+    }
+
+    async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
+        self.infer(request.get_ref()).map(Response::new)
+    }
+}
+
+/// Serves `server` on `listener` until `shutdown` completes, then waits for open calls to end.
+pub async fn serve(
+    listener: TcpListener,
+    server: ReferenceServer,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let service = GrpcInferenceServiceServer::new(server)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::{Encoding, InferMessage, Tensor, TensorData};
+    use flowc_compiler::{compile, CompileOptions, SourceMap};
+    use tonic::Code;
+
+    fn plan(yaml: &str) -> Plan {
+        let mut sources = SourceMap::new();
+        sources.add("test.yaml", yaml.to_string());
+        let compiled = compile(&sources, &CompileOptions::default());
+        compiled.plan.unwrap_or_else(|| panic!("{:?}", compiled.diagnostics))
+    }
+
+    fn model(name: &str, uri: &str) -> String {
+        format!("apiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata:\n  name: {name}\nspec:\n  storageUri: \"{uri}\"\n  requirements: [tensorflow]\n---\n")
+    }
+
+    fn sum_diff_request(model: &str) -> ModelInferRequest {
+        let t = |n: &str| Tensor::new(n, vec![1, 2], TensorData::Int32(vec![5, 7])).unwrap();
+        let mut r = InferMessage {
+            id: "x".into(),
+            parameters: Default::default(),
+            tensors: vec![t("INPUT0"), t("INPUT1")],
+            encoding: Encoding::Typed,
+        }
+        .to_request()
+        .unwrap();
+        r.model_name = model.into();
+        r
+    }
+
+    #[test]
+    fn from_plan_serves_flowc_models_only() {
+        let p = plan(&(model("a", "flowc://sum-diff") + &model("b", "flowc://mul10") + &model("c", "gs://x/y")));
+        let server = ReferenceServer::from_plan(&p).unwrap();
+        let served: Vec<(&str, &str)> = server.models().iter().map(|(m, r)| (m.as_str(), r.as_str())).collect();
+        assert_eq!(served, [("a", "sum-diff"), ("b", "mul10")]);
+    }
+
+    #[test]
+    fn from_plan_names_every_unknown_reference() {
+        let p = plan(&(model("a", "flowc://sum-diff") + &model("b", "flowc://nope") + &model("c", "flowc://iris")));
+        let e = ReferenceServer::from_plan(&p).unwrap_err();
+        assert_eq!(e.0.len(), 2);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("model b (storageUri flowc://nope): unknown reference model nope"),
+            "{text}"
+        );
+        assert!(
+            text.contains("; model c (storageUri flowc://iris): reference model iris is not implemented yet"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn infer_statuses() {
+        let server = ReferenceServer::new().with_model("tfsimple1", "sum-diff").unwrap();
+        let response = server.infer(&sum_diff_request("tfsimple1")).unwrap();
+        assert_eq!(response.model_name, "tfsimple1");
+        assert_eq!(response.id, "x");
+        let out = InferMessage::from_response(&response).unwrap();
+        assert_eq!(out.tensors[0].data, TensorData::Int32(vec![10, 14]));
+        assert_eq!(out.tensors[1].data, TensorData::Int32(vec![0, 0]));
+
+        let missing = server.infer(&sum_diff_request("other")).unwrap_err();
+        assert_eq!(missing.code(), Code::NotFound);
+        assert_eq!(missing.message(), "model other is not served here (serving: tfsimple1)");
+
+        let mut bad = sum_diff_request("tfsimple1");
+        bad.inputs.pop();
+        let bad = server.infer(&bad).unwrap_err();
+        assert_eq!(bad.code(), Code::InvalidArgument);
+        assert_eq!(bad.message(), "missing input tensor INPUT1");
+
+        assert!(ReferenceServer::new().with_model("m", "drift").is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! `flowc model-server`: serves the Models of some YAML whose `storageUri` is `flowc://<name>`
+//! with flowc's reference models over Open Inference Protocol gRPC (PIPELINES.md §9).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use flowc_compiler::{diagnostic, CompileOptions};
+use flowc_runtime::model_server::{serve, ReferenceServer};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// YAML files with the Models (and any Pipelines) to compile together.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Address to serve gRPC on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:9500")]
+    listen: String,
+    /// Topic prefix (only affects compiling the plan).
+    #[arg(long, default_value = "seldon")]
+    prefix: String,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let sources = crate::read_sources(&args.files)?;
+    let compilation = flowc_compiler::compile(&sources, &CompileOptions { prefix: args.prefix });
+    if !compilation.diagnostics.is_empty() {
+        eprint!(
+            "{}",
+            diagnostic::render_text(&compilation.diagnostics, &sources, std::io::stderr().is_terminal())
+        );
+    }
+    let Some(plan) = compilation.plan else {
+        return Ok(ExitCode::from(1));
+    };
+    let server = ReferenceServer::from_plan(&plan)?;
+    if server.is_empty() {
+        bail!("no Model with a flowc:// storageUri to serve");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        let served: Vec<String> = server
+            .models()
+            .iter()
+            .map(|(model, reference)| format!("{model} ({reference})"))
+            .collect();
+        eprintln!(
+            "serving {} model{} on grpc://{addr}: {}",
+            served.len(),
+            if served.len() == 1 { "" } else { "s" },
+            served.join(", ")
+        );
+        serve(listener, server, shutdown_signal()).await?;
+        eprintln!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
