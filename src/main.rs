@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod graph_svg;
+mod kafka_cmd;
+mod model_server_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +45,19 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Compile, create the topics the plan needs and deploy it to the workers (shows what
+    /// changes first).
+    Apply(kafka_cmd::ApplyArgs),
+    /// Unload a deployed pipeline (and its topics, with `cleanTopicsOnDelete`).
+    Delete(kafka_cmd::DeleteArgs),
+    /// What is deployed.
+    List(kafka_cmd::ListArgs),
+    /// Whether each deployed pipeline runs: consumer group members and lag.
+    Status(kafka_cmd::StatusArgs),
+    /// Run every deployed pipeline's tasks for the partitions Kafka assigns to this replica.
+    Worker(kafka_cmd::WorkerArgs),
+    /// Serve the Models with a `flowc://` storageUri with the reference models over gRPC.
+    ModelServer(model_server_cmd::Args),
 }
 
 #[derive(clap::Args)]
@@ -72,6 +87,10 @@ enum Color {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FLOWC_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -81,13 +100,36 @@ fn main() -> ExitCode {
     }
 }
 
-fn read_sources(files: &[PathBuf]) -> Result<SourceMap> {
+pub(crate) fn read_sources(files: &[PathBuf]) -> Result<SourceMap> {
     let mut sources = SourceMap::new();
     for path in files {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         sources.add(display_name(path), text);
     }
     Ok(sources)
+}
+
+/// The model backend of a worker: gRPC endpoints per model, or none.
+fn model_backend(
+    default: &Option<String>,
+    per_model: &[String],
+    timeout_ms: u64,
+) -> Result<Option<std::sync::Arc<dyn flowc_runtime::operator::ModelBackend>>> {
+    if default.is_none() && per_model.is_empty() {
+        return Ok(None);
+    }
+    let mut models = flowc_runtime::model_client::GrpcModels::new()?
+        .with_timeout(std::time::Duration::from_millis(timeout_ms.max(1)));
+    if let Some(url) = default {
+        models = models.with_default_endpoint(url)?;
+    }
+    for entry in per_model {
+        let Some((model, url)) = entry.split_once('=') else {
+            anyhow::bail!("--model-endpoint `{entry}` is not of the form MODEL=URL");
+        };
+        models = models.with_model(model.trim(), url.trim())?;
+    }
+    Ok(Some(std::sync::Arc::new(models)))
 }
 
 fn display_name(path: &Path) -> String {
@@ -148,5 +190,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             eprintln!("wrote {}", output.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Apply(args) => kafka_cmd::apply(args),
+        Command::Delete(args) => kafka_cmd::delete(args),
+        Command::List(args) => kafka_cmd::list(args),
+        Command::Status(args) => kafka_cmd::status(args),
+        Command::Worker(args) => kafka_cmd::worker(args),
+        Command::ModelServer(args) => model_server_cmd::run(args),
     }
 }

@@ -1,0 +1,589 @@
+//! `flowc apply`, `delete`, `list` and `status`: topics are created through the Kafka admin
+//! API, deployments are records of the compacted deployment log (see [`super::control`]), and
+//! status is read from consumer groups and committed offsets. Every call is bounded by the
+//! config's timeout.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use flowc_compiler::plan::{ModelPlan, PipelinePlan, Plan};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::config::KafkaConfig;
+use super::control::{control_topic, pipeline_key, ControlReader, Deployment, Deployments, PipelineDeployment};
+use super::{now_ms, KafkaError};
+
+/// A topic flowc needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub compacted: bool,
+}
+
+/// Admin access to one cluster.
+pub struct Cluster {
+    config: KafkaConfig,
+    admin: AdminClient<DefaultClientContext>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Cluster {
+    /// Connects and checks the broker answers (a clear error within the timeout otherwise).
+    pub fn connect(config: &KafkaConfig) -> Result<Cluster, KafkaError> {
+        let admin: AdminClient<DefaultClientContext> = config.admin().create()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| KafkaError::Deploy(format!("cannot start the admin runtime: {e}")))?;
+        let cluster = Cluster {
+            config: config.clone(),
+            admin,
+            runtime,
+        };
+        cluster.topics()?;
+        Ok(cluster)
+    }
+
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    /// Every topic with its partition count.
+    pub fn topics(&self) -> Result<BTreeMap<String, i32>, KafkaError> {
+        let metadata = self
+            .admin
+            .inner()
+            .fetch_metadata(None, self.config.timeout)
+            .map_err(|e| KafkaError::unreachable(&self.config, "fetching cluster metadata", e))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+            .collect())
+    }
+
+    fn options(&self) -> AdminOptions {
+        AdminOptions::new()
+            .request_timeout(Some(self.config.timeout))
+            .operation_timeout(Some(self.config.timeout))
+    }
+
+    /// Creates topics; one that already exists is fine.
+    pub fn create_topics(&self, topics: &[TopicSpec], replication: i32) -> Result<(), KafkaError> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| {
+                let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(replication));
+                if t.compacted {
+                    topic.set("cleanup.policy", "compact")
+                } else {
+                    topic
+                }
+            })
+            .collect();
+        let results = self.runtime.block_on(self.admin.create_topics(&new, &self.options()))?;
+        let mut failed = Vec::new();
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => failed.push(format!("{topic}: {code}")),
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(KafkaError::Deploy(format!(
+                "cannot create topics: {}",
+                failed.join("; ")
+            )))
+        }
+    }
+
+    /// Deletes topics; one that does not exist is fine.
+    pub fn delete_topics(&self, names: &[String]) -> Result<(), KafkaError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let results = self
+            .runtime
+            .block_on(self.admin.delete_topics(&names, &self.options()))?;
+        let failed: Vec<String> = results
+            .into_iter()
+            .filter_map(|r| match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => None,
+                Err((topic, code)) => Some(format!("{topic}: {code}")),
+            })
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(KafkaError::Deploy(format!(
+                "cannot delete topics: {}",
+                failed.join("; ")
+            )))
+        }
+    }
+
+    /// The deployment log as it is now (empty when it does not exist yet).
+    pub fn deployments(&self, prefix: &str) -> Result<Deployments, KafkaError> {
+        if !self.topics()?.contains_key(&control_topic(prefix)) {
+            return Ok(Deployments::new());
+        }
+        Ok(ControlReader::open(&self.config, prefix)?.deployments)
+    }
+
+    fn ensure_control_topic(&self, prefix: &str, replication: i32) -> Result<(), KafkaError> {
+        self.create_topics(
+            &[TopicSpec {
+                name: control_topic(prefix),
+                partitions: 1,
+                compacted: true,
+            }],
+            replication,
+        )
+    }
+
+    /// Writes deployment records (a tombstone for `None`) and waits until they are stored.
+    fn publish(&self, prefix: &str, records: &[(String, Option<Vec<u8>>)]) -> Result<(), KafkaError> {
+        let producer: BaseProducer = self.config.producer().create()?;
+        let topic = control_topic(prefix);
+        for (key, value) in records {
+            let mut record = BaseRecord::to(&topic).key(key.as_bytes()).partition(0);
+            if let Some(v) = value {
+                record = record.payload(v.as_slice());
+            }
+            producer.send(record).map_err(|(e, _)| e)?;
+        }
+        producer
+            .flush(self.config.timeout.max(Duration::from_secs(10)))
+            .map_err(|e| KafkaError::unreachable(&self.config, &format!("writing to {topic}"), e))
+    }
+
+    /// Commits `offset` for partitions of `group` that have no committed offset yet, so a
+    /// consumer group created by this apply starts where the topic ends now: the pipeline
+    /// processes what is written after it was applied, even if its workers start later.
+    fn start_group_at_end(
+        &self,
+        group: &str,
+        topics: &[&str],
+        existing: &BTreeMap<String, i32>,
+    ) -> Result<(), KafkaError> {
+        let consumer: BaseConsumer = self.config.consumer(group).create()?;
+        let mut wanted = TopicPartitionList::new();
+        for topic in topics {
+            let Some(&n) = existing.get(*topic) else { continue };
+            for p in 0..n {
+                wanted.add_partition(topic, p);
+            }
+        }
+        if wanted.count() == 0 {
+            return Ok(());
+        }
+        let committed = consumer.committed_offsets(wanted, self.config.timeout)?;
+        let mut commit = TopicPartitionList::new();
+        for e in committed.elements() {
+            if matches!(e.offset(), Offset::Invalid) {
+                let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), self.config.timeout)?;
+                commit.add_partition_offset(e.topic(), e.partition(), Offset::Offset(high))?;
+            }
+        }
+        if commit.count() > 0 {
+            consumer.commit(&commit, CommitMode::Sync)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    pub prefix: String,
+    /// Partitions of topics that are created (a co-partition group with an existing topic
+    /// takes that topic's count instead).
+    pub partitions: i32,
+    pub replication: i32,
+    /// Only report what would change.
+    pub dry_run: bool,
+}
+
+/// What `apply` did or would do, one line each.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub lines: Vec<String>,
+    pub created_topics: Vec<String>,
+}
+
+/// Compiled plan → topics and deployment records.
+pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport, KafkaError> {
+    let cluster = Cluster::connect(config)?;
+    let deployed = cluster.deployments(&options.prefix)?;
+    let existing = cluster.topics()?;
+    let mut report = ApplyReport::default();
+
+    // A step must run a model that is deployed or deployed now.
+    let mut problems = Vec::new();
+    for p in &plan.pipelines {
+        for m in &p.models {
+            let here = plan.models.iter().any(|x| &x.name == m && x.namespace == p.namespace);
+            let there = deployed.contains_key(&super::control::model_key(&p.namespace, m));
+            if !here && !there {
+                problems.push(format!(
+                    "pipeline {} runs model {m}, which is neither in these files nor deployed (deploy its Model first, or apply it with the pipeline)",
+                    p.name
+                ));
+            }
+        }
+    }
+
+    // Topics: what exists, what must be created and with how many partitions.
+    let mut wanted: BTreeMap<String, bool> = BTreeMap::new();
+    for p in &plan.pipelines {
+        for t in &p.topics {
+            wanted.insert(t.name.clone(), t.compacted);
+        }
+        for s in &p.stores {
+            wanted.insert(s.changelog_topic.clone(), true);
+        }
+    }
+    for m in &plan.models {
+        wanted.insert(m.input_topic.clone(), false);
+        wanted.insert(m.output_topic.clone(), false);
+    }
+    let mut partitions_of: BTreeMap<String, i32> = BTreeMap::new();
+    for p in &plan.pipelines {
+        for e in p.check_copartitioning(|t| existing.get(t).copied()) {
+            let counts: Vec<String> = e.topics.iter().map(|(t, n)| format!("{t} has {n}")).collect();
+            problems.push(format!(
+                "pipeline {} joins topics with different partition counts, so its joins could never match keys: {} (recreate them with one count, or change the pipeline)",
+                e.pipeline,
+                counts.join(", ")
+            ));
+        }
+        for group in &p.copartition_groups {
+            let count = group
+                .iter()
+                .find_map(|t| existing.get(t).copied())
+                .unwrap_or(options.partitions);
+            for t in group {
+                partitions_of.entry(t.clone()).or_insert(count);
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(KafkaError::Deploy(problems.join("\n")));
+    }
+    let to_create: Vec<TopicSpec> = wanted
+        .iter()
+        .filter(|(name, _)| !existing.contains_key(*name))
+        .map(|(name, compacted)| TopicSpec {
+            name: name.clone(),
+            partitions: partitions_of.get(name).copied().unwrap_or(options.partitions),
+            compacted: *compacted,
+        })
+        .collect();
+
+    for m in &plan.models {
+        let key = super::control::model_key(&m.namespace, &m.name);
+        let verb = match deployed.get(&key) {
+            None => "create",
+            Some(Deployment::Model(old)) if old == m => "unchanged",
+            Some(_) => "update",
+        };
+        report.lines.push(format!("model {}: {verb}", m.name));
+    }
+    for p in &plan.pipelines {
+        let key = pipeline_key(&p.namespace, &p.name);
+        match deployed.get(&key) {
+            Some(Deployment::Pipeline(old)) if old.plan.fingerprint == p.fingerprint => {
+                report
+                    .lines
+                    .push(format!("pipeline {}: unchanged ({})", p.name, p.fingerprint));
+            }
+            Some(Deployment::Pipeline(old)) => {
+                report.lines.push(format!(
+                    "pipeline {}: update {} -> {}",
+                    p.name, old.plan.fingerprint, p.fingerprint
+                ));
+                report.lines.extend(diff(&old.plan, p));
+            }
+            _ => report
+                .lines
+                .push(format!("pipeline {}: create ({})", p.name, p.fingerprint)),
+        }
+    }
+    for t in &to_create {
+        report.lines.push(format!(
+            "  + topic {} ({} partition{}{})",
+            t.name,
+            t.partitions,
+            if t.partitions == 1 { "" } else { "s" },
+            if t.compacted { ", compacted" } else { "" }
+        ));
+    }
+    if options.dry_run {
+        return Ok(report);
+    }
+
+    cluster.ensure_control_topic(&options.prefix, options.replication)?;
+    cluster.create_topics(&to_create, options.replication)?;
+    report.created_topics = to_create.iter().map(|t| t.name.clone()).collect();
+    for p in &plan.pipelines {
+        for sub in &p.sub_topologies {
+            cluster.start_group_at_end(&sub.consumer_group, &sub.source_topics(), &existing)?;
+        }
+    }
+    let applied_at_ms = now_ms();
+    let mut records = Vec::new();
+    for m in &plan.models {
+        records.push(json_record(&Deployment::Model(m.clone()))?);
+    }
+    for p in &plan.pipelines {
+        let partitions = p
+            .topics
+            .iter()
+            .find_map(|t| {
+                existing
+                    .get(&t.name)
+                    .copied()
+                    .or_else(|| partitions_of.get(&t.name).copied())
+            })
+            .unwrap_or(options.partitions);
+        records.push(json_record(&Deployment::Pipeline(PipelineDeployment {
+            prefix: options.prefix.clone(),
+            plan: p.clone(),
+            partitions,
+            applied_at_ms,
+        }))?);
+    }
+    cluster.publish(&options.prefix, &records)?;
+    Ok(report)
+}
+
+fn json_record(d: &Deployment) -> Result<(String, Option<Vec<u8>>), KafkaError> {
+    let value = serde_json::to_vec(d).map_err(|e| KafkaError::Deploy(format!("cannot encode {}: {e}", d.key())))?;
+    Ok((d.key(), Some(value)))
+}
+
+/// What an update changes: topics, stores and sub-topologies added or removed.
+pub fn diff(old: &PipelinePlan, new: &PipelinePlan) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut section = |what: &str, a: BTreeSet<String>, b: BTreeSet<String>| {
+        for x in b.difference(&a) {
+            lines.push(format!("  + {what} {x}"));
+        }
+        for x in a.difference(&b) {
+            lines.push(format!("  - {what} {x}"));
+        }
+    };
+    section(
+        "topic",
+        old.topics.iter().map(|t| t.name.clone()).collect(),
+        new.topics.iter().map(|t| t.name.clone()).collect(),
+    );
+    section(
+        "store",
+        old.stores.iter().map(|s| s.name.clone()).collect(),
+        new.stores.iter().map(|s| s.name.clone()).collect(),
+    );
+    let subs = |p: &PipelinePlan| -> BTreeMap<String, String> {
+        p.sub_topologies
+            .iter()
+            .map(|s| (s.name.clone(), serde_json::to_string(s).unwrap_or_default()))
+            .collect()
+    };
+    let (a, b) = (subs(old), subs(new));
+    section("sub-topology", a.keys().cloned().collect(), b.keys().cloned().collect());
+    for (name, body) in &b {
+        if a.get(name).is_some_and(|old| old != body) {
+            lines.push(format!("  ~ sub-topology {name} (changed; its tasks restart)"));
+        }
+    }
+    lines
+}
+
+/// Unloads a pipeline: a tombstone in the deployment log (workers stop its tasks), and with
+/// `cleanTopicsOnDelete` its own topics deleted (never model topics, the errors topic, or a
+/// topic another deployed pipeline still uses).
+pub fn delete(config: &KafkaConfig, prefix: &str, namespace: &str, name: &str) -> Result<Vec<String>, KafkaError> {
+    let cluster = Cluster::connect(config)?;
+    let deployed = cluster.deployments(prefix)?;
+    let key = pipeline_key(namespace, name);
+    let Some(Deployment::Pipeline(d)) = deployed.get(&key) else {
+        let names: Vec<&str> = deployed
+            .values()
+            .filter_map(|d| match d {
+                Deployment::Pipeline(p) => Some(p.plan.name.as_str()),
+                Deployment::Model(_) => None,
+            })
+            .collect();
+        return Err(KafkaError::Deploy(format!(
+            "pipeline {name} is not deployed in namespace {namespace} (deployed: {})",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )));
+    };
+    let mut lines = vec![format!("pipeline {name}: deleted")];
+    cluster.publish(prefix, &[(key.clone(), None)])?;
+    if d.plan.clean_topics_on_delete {
+        let still_used: BTreeSet<&str> = deployed
+            .iter()
+            .filter(|(k, _)| **k != key)
+            .filter_map(|(_, d)| match d {
+                Deployment::Pipeline(p) => Some(p.plan.topics.iter().map(|t| t.name.as_str())),
+                Deployment::Model(_) => None,
+            })
+            .flatten()
+            .collect();
+        let mut doomed: Vec<String> = d
+            .plan
+            .topics
+            .iter()
+            .filter(|t| t.owned && !still_used.contains(t.name.as_str()))
+            .map(|t| t.name.clone())
+            .collect();
+        doomed.extend(d.plan.stores.iter().map(|s| s.changelog_topic.clone()));
+        cluster.delete_topics(&doomed)?;
+        lines.extend(doomed.iter().map(|t| format!("  - topic {t}")));
+    }
+    Ok(lines)
+}
+
+/// Everything deployed.
+pub fn list(config: &KafkaConfig, prefix: &str) -> Result<Deployments, KafkaError> {
+    Cluster::connect(config)?.deployments(prefix)
+}
+
+/// One consumer group of a deployed pipeline.
+#[derive(Clone, Debug)]
+pub struct GroupStatus {
+    pub sub_topology: String,
+    pub group: String,
+    /// Members now in the group (`None`: the broker does not describe groups).
+    pub members: Option<usize>,
+    /// Records written to its source topics and not yet committed by the group.
+    pub lag: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct PipelineStatus {
+    pub name: String,
+    pub fingerprint: String,
+    pub groups: Vec<GroupStatus>,
+}
+
+impl PipelineStatus {
+    /// Running: every consumer group has a member (unknown counts as running if nothing lags).
+    pub fn running(&self) -> bool {
+        self.groups.iter().all(|g| match g.members {
+            Some(n) => n > 0,
+            None => g.lag == 0,
+        })
+    }
+}
+
+pub fn status(config: &KafkaConfig, prefix: &str) -> Result<Vec<PipelineStatus>, KafkaError> {
+    let cluster = Cluster::connect(config)?;
+    let topics = cluster.topics()?;
+    let mut out = Vec::new();
+    for d in cluster.deployments(prefix)?.values() {
+        let Deployment::Pipeline(p) = d else { continue };
+        let mut groups = Vec::new();
+        for sub in &p.plan.sub_topologies {
+            let consumer: BaseConsumer = config.consumer(&sub.consumer_group).create()?;
+            let members = consumer
+                .fetch_group_list(Some(&sub.consumer_group), config.timeout)
+                .ok()
+                .and_then(|list| list.groups().first().map(|g| g.members().len()));
+            let mut tpl = TopicPartitionList::new();
+            for t in sub.source_topics() {
+                for partition in 0..topics.get(t).copied().unwrap_or(0) {
+                    tpl.add_partition(t, partition);
+                }
+            }
+            let mut lag = 0;
+            if tpl.count() > 0 {
+                let committed = consumer.committed_offsets(tpl, config.timeout)?;
+                for e in committed.elements() {
+                    let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), config.timeout)?;
+                    let at = match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => low,
+                    };
+                    lag += (high - at).max(0);
+                }
+            }
+            groups.push(GroupStatus {
+                sub_topology: sub.name.clone(),
+                group: sub.consumer_group.clone(),
+                members,
+                lag,
+            });
+        }
+        out.push(PipelineStatus {
+            name: p.plan.name.clone(),
+            fingerprint: p.plan.fingerprint.clone(),
+            groups,
+        });
+    }
+    Ok(out)
+}
+
+/// `flowc list` as a table.
+pub fn render_list(deployments: &Deployments) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<9} {:<24} {:<12} {:<18} {:>10} {:>6}",
+        "KIND", "NAME", "NAMESPACE", "FINGERPRINT", "PARTITIONS", "STEPS"
+    );
+    for d in deployments.values() {
+        match d {
+            Deployment::Pipeline(p) => {
+                let steps = p
+                    .plan
+                    .sub_topologies
+                    .iter()
+                    .filter(|s| matches!(s.role, flowc_compiler::plan::Role::Step { .. }))
+                    .count();
+                let _ = writeln!(
+                    out,
+                    "{:<9} {:<24} {:<12} {:<18} {:>10} {:>6}",
+                    "pipeline", p.plan.name, p.plan.namespace, p.plan.fingerprint, p.partitions, steps
+                );
+            }
+            Deployment::Model(m) => {
+                let _ = writeln!(
+                    out,
+                    "{:<9} {:<24} {:<12} {:<18} {:>10} {:>6}",
+                    "model",
+                    m.name,
+                    m.namespace,
+                    model_source(m),
+                    "",
+                    ""
+                );
+            }
+        }
+    }
+    out
+}
+
+fn model_source(m: &ModelPlan) -> String {
+    m.reference_model
+        .clone()
+        .map_or_else(|| m.storage_uri.clone(), |r| format!("flowc://{r}"))
+}

@@ -1,0 +1,71 @@
+//! flowc on a Kafka-protocol broker: deployment (`apply`, `delete`, `list`, `status`) through a
+//! compacted deployment log, and the worker that runs every deployed plan's tasks, scaled by
+//! partition through consumer groups, with state restored from changelog topics.
+
+pub mod config;
+pub mod control;
+pub mod deploy;
+pub mod restore;
+pub mod worker;
+
+use std::time::Duration;
+
+pub use config::KafkaConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("kafka: {0}")]
+    Client(Box<rdkafka::error::KafkaError>),
+    #[error("cannot reach a Kafka broker at {bootstrap} while {what} (gave up after {waited:?}): {source}")]
+    Unreachable {
+        bootstrap: String,
+        what: String,
+        waited: Duration,
+        source: Box<rdkafka::error::KafkaError>,
+    },
+    #[error("timed out {0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Deploy(String),
+    #[error(transparent)]
+    Task(Box<crate::task::TaskError>),
+    #[error(transparent)]
+    State(Box<crate::state::StateError>),
+}
+
+impl From<rdkafka::error::KafkaError> for KafkaError {
+    fn from(e: rdkafka::error::KafkaError) -> Self {
+        KafkaError::Client(Box::new(e))
+    }
+}
+
+impl From<crate::task::TaskError> for KafkaError {
+    fn from(e: crate::task::TaskError) -> Self {
+        KafkaError::Task(Box::new(e))
+    }
+}
+
+impl From<crate::state::StateError> for KafkaError {
+    fn from(e: crate::state::StateError) -> Self {
+        KafkaError::State(Box::new(e))
+    }
+}
+
+impl KafkaError {
+    pub(crate) fn unreachable(config: &KafkaConfig, what: &str, source: rdkafka::error::KafkaError) -> KafkaError {
+        KafkaError::Unreachable {
+            bootstrap: config.bootstrap.clone(),
+            what: what.to_string(),
+            waited: config.timeout,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (record timestamps, operator clocks).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

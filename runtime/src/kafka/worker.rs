@@ -1,0 +1,554 @@
+//! `flowc worker`: follows the deployment log and runs every deployed pipeline's
+//! sub-topologies. Each sub-topology is one consumer group (named in the plan); this worker
+//! joins it with one consumer on its own thread, and Kafka's group protocol decides which
+//! partitions it gets: adding a replica moves partitions to it, killing one moves them back.
+//! For every partition it holds, a [`Task`] runs the sub-topology's operators over RocksDB
+//! stores that are rebuilt from their changelog topics when the partition arrives.
+//!
+//! Delivery is at least once: a batch's outputs and changelog records are produced and
+//! acknowledged by the broker before the batch's input offsets are committed. A crash between
+//! the two replays the batch (duplicates are possible, losses are not).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flowc_compiler::plan::{PipelinePlan, Role};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::config::KafkaConfig;
+use super::control::{ControlReader, PipelineDeployment};
+use super::restore::read_changelog;
+use super::{now_ms, KafkaError};
+use crate::operator::{BuildEnv, ModelBackend};
+use crate::record::Record;
+use crate::state::{RocksState, StateStore};
+use crate::task::{Task, TaskOutput};
+
+#[derive(Clone)]
+pub struct WorkerOptions {
+    pub prefix: String,
+    /// Where task state lives (RocksDB, one instance per task). Disposable: everything in it
+    /// is rebuilt from changelogs.
+    pub state_dir: PathBuf,
+    /// How model steps are called (`None`: this worker cannot run model calls).
+    pub models: Option<Arc<dyn ModelBackend>>,
+    /// Most records handled between two commits.
+    pub max_batch: usize,
+    /// How often operator timers (join windows, batch flushes) run.
+    pub tick: Duration,
+}
+
+impl WorkerOptions {
+    pub fn new(prefix: impl Into<String>, state_dir: impl Into<PathBuf>) -> WorkerOptions {
+        WorkerOptions {
+            prefix: prefix.into(),
+            state_dir: state_dir.into(),
+            models: None,
+            max_batch: 500,
+            tick: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A running sub-topology consumer.
+struct Runner {
+    /// What it runs (restarted when this changes).
+    spec: String,
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+/// Runs until `stop` is set; then stops every consumer (committing what was done) and returns.
+pub fn run(config: &KafkaConfig, options: &WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), KafkaError> {
+    let mut control = ControlReader::open(config, &options.prefix)?;
+    let mut runners: BTreeMap<String, Runner> = BTreeMap::new();
+    tracing::info!(prefix = %options.prefix, "worker started");
+    let mut dirty = true;
+    while !stop.load(Ordering::Relaxed) {
+        if dirty {
+            reconcile(config, options, &control, &mut runners);
+        }
+        // A runner that died (a bug, or a broker error it could not recover from) restarts.
+        let dead: Vec<String> = runners
+            .iter()
+            .filter(|(_, r)| r.handle.is_finished())
+            .map(|(g, _)| g.clone())
+            .collect();
+        for g in &dead {
+            if let Some(r) = runners.remove(g) {
+                let _ = r.handle.join();
+            }
+        }
+        dirty = !dead.is_empty();
+        match control.poll(Duration::from_millis(300)) {
+            Ok(changed) => dirty |= changed,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the deployment log failed; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    for r in runners.values() {
+        r.stop.store(true, Ordering::Relaxed);
+    }
+    for (_, r) in runners {
+        let _ = r.handle.join();
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Starts consumers for deployed sub-topologies, stops those no longer deployed, restarts
+/// those whose plan changed.
+fn reconcile(
+    config: &KafkaConfig,
+    options: &WorkerOptions,
+    control: &ControlReader,
+    runners: &mut BTreeMap<String, Runner>,
+) {
+    let mut wanted: BTreeMap<String, (String, Arc<PipelineDeployment>, usize)> = BTreeMap::new();
+    for d in control.pipelines() {
+        let d = Arc::new(d.clone());
+        for (i, sub) in d.plan.sub_topologies.iter().enumerate() {
+            // A model call shared by several pipelines runs once (one group per model).
+            if wanted.contains_key(&sub.consumer_group) {
+                continue;
+            }
+            let spec = serde_json::to_string(sub).unwrap_or_default();
+            wanted.insert(sub.consumer_group.clone(), (spec, d.clone(), i));
+        }
+    }
+    let stale: Vec<String> = runners
+        .iter()
+        .filter(|(g, r)| wanted.get(*g).is_none_or(|(spec, _, _)| *spec != r.spec))
+        .map(|(g, _)| g.clone())
+        .collect();
+    for g in stale {
+        if let Some(r) = runners.remove(&g) {
+            tracing::info!(group = %g, "stopping consumer (undeployed or changed)");
+            r.stop.store(true, Ordering::Relaxed);
+            let _ = r.handle.join();
+        }
+    }
+    for (group, (spec, deployment, sub)) in wanted {
+        if runners.contains_key(&group) {
+            continue;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (config, options, stop2) = (config.clone(), options.clone(), stop.clone());
+        let name = format!("flowc-{}", deployment.plan.sub_topologies[sub].name);
+        let handle = std::thread::Builder::new().name(name).spawn(move || {
+            let mut backoff = Duration::from_millis(200);
+            while !stop2.load(Ordering::Relaxed) {
+                match SubRunner::new(&config, &options, deployment.clone(), sub).and_then(|r| r.run(&stop2)) {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::error!(pipeline = %deployment.plan.name, sub = %deployment.plan.sub_topologies[sub].name, error = %e, "consumer failed; restarting");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+        match handle {
+            Ok(handle) => {
+                runners.insert(group, Runner { spec, stop, handle });
+            }
+            Err(e) => tracing::error!(group = %group, error = %e, "cannot start a consumer thread"),
+        }
+    }
+}
+
+// ------------------------------------------------------------------ client contexts
+
+enum GroupEvent {
+    Assigned(BTreeSet<i32>),
+    Revoked(BTreeSet<i32>),
+}
+
+/// Records rebalances; the runner acts on them between polls, on its own thread.
+#[derive(Default)]
+struct GroupContext {
+    events: Mutex<Vec<GroupEvent>>,
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> BTreeSet<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            if let Ok(mut events) = self.events.lock() {
+                events.push(GroupEvent::Revoked(partitions_of(tpl)));
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                if let Ok(mut events) = self.events.lock() {
+                    events.push(GroupEvent::Assigned(partitions_of(tpl)));
+                }
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// Counts failed deliveries, so a batch whose outputs were not stored is never committed.
+#[derive(Default)]
+struct DeliveryContext {
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, m)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut last) = self.last_error.lock() {
+                *last = Some(format!("{}/{}: {e}", m.topic(), m.partition()));
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ one sub-topology
+
+struct SubRunner {
+    config: KafkaConfig,
+    options: WorkerOptions,
+    deployment: Arc<PipelineDeployment>,
+    sub: usize,
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    producer: ThreadedProducer<DeliveryContext>,
+    /// Partition count of every topic the plan touches (sinks keep partitions, §4.2).
+    partitions: BTreeMap<String, i32>,
+    /// Store name → changelog topic.
+    changelogs: BTreeMap<String, String>,
+    tasks: BTreeMap<i32, Task>,
+    /// Next offset to commit, per source topic and partition.
+    pending: BTreeMap<(String, i32), i64>,
+}
+
+impl SubRunner {
+    fn new(
+        config: &KafkaConfig,
+        options: &WorkerOptions,
+        deployment: Arc<PipelineDeployment>,
+        sub: usize,
+    ) -> Result<SubRunner, KafkaError> {
+        let plan = &deployment.plan;
+        let s = &plan.sub_topologies[sub];
+        let consumer: BaseConsumer<GroupContext> = config
+            .consumer(&s.consumer_group)
+            .create_with_context(GroupContext::default())?;
+        let producer: ThreadedProducer<DeliveryContext> =
+            config.producer().create_with_context(DeliveryContext::default())?;
+        let metadata = consumer
+            .fetch_metadata(None, config.timeout)
+            .map_err(|e| KafkaError::unreachable(config, "fetching topic metadata", e))?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+            .collect();
+        let changelogs = plan
+            .stores
+            .iter()
+            .filter(|st| st.sub_topology == s.name)
+            .map(|st| (st.name.clone(), st.changelog_topic.clone()))
+            .collect();
+        let topics = s.source_topics();
+        consumer.subscribe(&topics)?;
+        tracing::info!(pipeline = %plan.name, sub = %s.name, group = %s.consumer_group, topics = ?topics, "consumer joined its group");
+        Ok(SubRunner {
+            config: config.clone(),
+            options: options.clone(),
+            deployment,
+            sub,
+            consumer: Arc::new(consumer),
+            producer,
+            partitions,
+            changelogs,
+            tasks: BTreeMap::new(),
+            pending: BTreeMap::new(),
+        })
+    }
+
+    fn plan(&self) -> &PipelinePlan {
+        &self.deployment.plan
+    }
+
+    fn run(mut self, stop: &AtomicBool) -> Result<(), KafkaError> {
+        let mut last_tick = Instant::now();
+        // Messages borrow the consumer; a second handle leaves `self` free to change.
+        let consumer = self.consumer.clone();
+        while !stop.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            let mut handled = 0;
+            let mut wait = Duration::from_millis(50);
+            while handled < self.options.max_batch && started.elapsed() < Duration::from_millis(100) {
+                let polled = consumer.poll(wait);
+                wait = Duration::ZERO;
+                self.handle_group_events()?;
+                match polled {
+                    None => break,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        break;
+                    }
+                    Some(Ok(message)) => {
+                        self.handle(&message)?;
+                        handled += 1;
+                    }
+                }
+            }
+            if last_tick.elapsed() >= self.options.tick {
+                last_tick = Instant::now();
+                let now = now_ms();
+                let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+                for p in partitions {
+                    if let Some(task) = self.tasks.get_mut(&p) {
+                        let out = task.punctuate(now);
+                        self.send(p, out)?;
+                    }
+                }
+            }
+            self.commit()?;
+        }
+        self.commit()?;
+        self.consumer.unsubscribe();
+        Ok(())
+    }
+
+    /// Builds tasks for assigned partitions (restoring their stores) and drops revoked ones
+    /// after committing what they did.
+    fn handle_group_events(&mut self) -> Result<(), KafkaError> {
+        let events: Vec<GroupEvent> = {
+            let mut guard = self.consumer.context().events.lock().map_err(poisoned)?;
+            guard.drain(..).collect()
+        };
+        for event in events {
+            match event {
+                GroupEvent::Revoked(partitions) => {
+                    if let Err(e) = self.commit() {
+                        tracing::warn!(error = %e, "commit on revoke failed; the new owner replays those records");
+                    }
+                    for p in partitions {
+                        self.tasks.remove(&p);
+                        self.pending.retain(|(_, q), _| *q != p);
+                    }
+                }
+                GroupEvent::Assigned(partitions) => {
+                    for p in partitions {
+                        if !self.tasks.contains_key(&p) {
+                            let task = self.build_task(p)?;
+                            self.tasks.insert(p, task);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn build_task(&self, partition: i32) -> Result<Task, KafkaError> {
+        let plan = self.plan();
+        let sub = &plan.sub_topologies[self.sub];
+        let counts = self.partitions.clone();
+        let fallback = self.deployment.partitions;
+        let partitions = move |t: &str| counts.get(t).copied().unwrap_or(fallback);
+        let env = BuildEnv {
+            pipeline: &plan.name,
+            partitions: &partitions,
+            models: self.options.models.clone(),
+        };
+        let has_stores = sub.nodes.iter().any(|n| n.op.store().is_some());
+        let mut task = if has_stores {
+            let dir = self
+                .options
+                .state_dir
+                .join(format!("{}.{}", plan.namespace, plan.name))
+                .join(&sub.name)
+                .join(partition.to_string());
+            let state = RocksState::open(&dir)?;
+            let mut open = move |name: &str| Ok(Box::new(state.store(name)?) as Box<dyn StateStore>);
+            Task::new(plan, sub, partition, &env, &mut open)?
+        } else {
+            let mut open = |name: &str| {
+                Err(crate::state::StateError::MissingColumnFamily(format!(
+                    "{name} (a sub-topology without stores)"
+                )))
+            };
+            Task::new(plan, sub, partition, &env, &mut open)?
+        };
+        let started = Instant::now();
+        let mut restored = 0;
+        let names: Vec<String> = task.store_names().map(str::to_string).collect();
+        for store in names {
+            let Some(topic) = self.changelogs.get(&store) else {
+                continue;
+            };
+            let records = read_changelog(&self.config, topic, partition, &store)?;
+            restored += task.restore(&store, records)?;
+        }
+        tracing::info!(pipeline = %plan.name, sub = %sub.name, partition, restored, elapsed = ?started.elapsed(), "task started");
+        Ok(task)
+    }
+
+    fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), KafkaError> {
+        let partition = message.partition();
+        let topic = message.topic().to_string();
+        self.pending.insert((topic.clone(), partition), message.offset() + 1);
+        let Some(task) = self.tasks.get_mut(&partition) else {
+            // Not ours (any more): the owner handles it.
+            return Ok(());
+        };
+        let key = match message.key().map(std::str::from_utf8) {
+            Some(Ok(k)) => k.to_string(),
+            Some(Err(_)) => {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    offset = message.offset(),
+                    "record key is not UTF-8; skipped"
+                );
+                return Ok(());
+            }
+            None => String::new(),
+        };
+        let mut headers = Vec::new();
+        if let Some(h) = message.headers() {
+            for header in h.iter() {
+                headers.push((header.key.to_string(), header.value.unwrap_or_default().to_vec()));
+            }
+        }
+        let record = Record {
+            key,
+            value: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+            headers,
+            partition,
+            timestamp_ms: message.timestamp().to_millis().unwrap_or_else(now_ms),
+        };
+        let out = task.process(&topic, record, now_ms());
+        self.send(partition, out)
+    }
+
+    /// Produces a task's outputs and changelog records.
+    fn send(&self, partition: i32, out: TaskOutput) -> Result<(), KafkaError> {
+        for (topic, record) in &out.records {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (k, v) in &record.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_slice()),
+                });
+            }
+            let r = BaseRecord::to(topic)
+                .key(record.key.as_bytes())
+                .payload(record.value.as_ref())
+                .partition(record.partition)
+                .headers(headers);
+            self.produce(r)?;
+        }
+        for c in &out.changelog {
+            let Some(topic) = self.changelogs.get(&c.store) else {
+                tracing::error!(store = %c.store, "no changelog topic for store");
+                continue;
+            };
+            let mut r = BaseRecord::to(topic).key(c.key.as_slice()).partition(partition);
+            if let Some(v) = &c.value {
+                r = r.payload(v.as_slice());
+            }
+            self.produce(r)?;
+        }
+        Ok(())
+    }
+
+    fn produce<K, P>(&self, mut record: BaseRecord<'_, K, P>) -> Result<(), KafkaError>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        let deadline = Instant::now() + self.config.timeout;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) if Instant::now() < deadline => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Waits until everything produced is acknowledged, then commits the inputs it came from.
+    fn commit(&mut self) -> Result<(), KafkaError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.producer
+            .flush(self.config.timeout.max(Duration::from_secs(30)))
+            .map_err(|e| KafkaError::unreachable(&self.config, "writing outputs", e))?;
+        let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            let last = self.producer.context().last_error.lock().map_err(poisoned)?.take();
+            // Not committing: the consumer restarts from the last commit and redoes the batch.
+            return Err(KafkaError::Deploy(format!(
+                "{failed} output records were not stored (last: {}); the batch will be redone",
+                last.unwrap_or_default()
+            )));
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &self.pending {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        }
+        match commit(&self.consumer, &tpl) {
+            Ok(()) => self.pending.clear(),
+            // Kept for the next commit (offsets are absolute); a revoke drops what is no
+            // longer ours, and its new owner replays from the last commit.
+            Err(e) => tracing::warn!(error = %e, "commit failed; retrying with the next batch"),
+        }
+        Ok(())
+    }
+}
+
+fn commit(consumer: &BaseConsumer<GroupContext>, tpl: &TopicPartitionList) -> KafkaResult<()> {
+    consumer.commit(tpl, CommitMode::Sync)
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> KafkaError {
+    KafkaError::Deploy("a worker lock was poisoned by a panic".to_string())
+}
+
+/// Whether a sub-topology calls models (the worker needs a model backend for it).
+pub fn calls_models(plan: &PipelinePlan) -> bool {
+    plan.sub_topologies
+        .iter()
+        .any(|s| matches!(s.role, Role::ModelCall { .. }))
+}

@@ -1,0 +1,210 @@
+//! `flowc apply | delete | list | status | worker`: the commands that talk to a Kafka broker.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use flowc_runtime::kafka::{deploy, worker, KafkaConfig};
+
+/// How to reach the broker. Any librdkafka property passes through.
+#[derive(clap::Args, Clone)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, short = 'b', env = "FLOWC_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    pub bootstrap_servers: String,
+    /// A librdkafka property, `key=value` (TLS, SASL, ...); repeatable; wins over the file.
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    pub property: Vec<String>,
+    /// A properties file of librdkafka settings (`key=value` lines).
+    #[arg(long, env = "FLOWC_KAFKA_CONFIG")]
+    pub kafka_config: Option<PathBuf>,
+    /// Bound on each broker call, in milliseconds (an unreachable broker fails after it).
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+    /// Topic prefix (`<prefix>.<namespace>.model.<m>.inputs`).
+    #[arg(long, default_value = "seldon")]
+    pub prefix: String,
+}
+
+impl KafkaArgs {
+    pub fn config(&self) -> Result<KafkaConfig> {
+        let mut config = KafkaConfig::new(&self.bootstrap_servers);
+        config.timeout = Duration::from_millis(self.timeout_ms.max(100));
+        if let Some(path) = &self.kafka_config {
+            config.properties.extend(KafkaConfig::read_properties_file(path)?);
+        }
+        for p in &self.property {
+            config.properties.push(KafkaConfig::parse_property(p)?);
+        }
+        Ok(config)
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    /// Pipeline/Model YAML files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Partitions of the topics created.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i32,
+    /// Show what would change and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
+    let sources = crate::read_sources(&args.files)?;
+    let options = flowc_compiler::CompileOptions {
+        prefix: args.kafka.prefix.clone(),
+    };
+    let compilation = flowc_compiler::compile(&sources, &options);
+    if !compilation.diagnostics.is_empty() {
+        let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        eprint!(
+            "{}",
+            flowc_compiler::diagnostic::render_text(&compilation.diagnostics, &sources, color)
+        );
+    }
+    let Some(plan) = compilation.plan else {
+        return Ok(ExitCode::from(1));
+    };
+    if args.partitions < 1 {
+        anyhow::bail!("--partitions must be at least 1 (got {})", args.partitions);
+    }
+    let config = args.kafka.config()?;
+    let report = deploy::apply(
+        &config,
+        &plan,
+        &deploy::ApplyOptions {
+            prefix: args.kafka.prefix.clone(),
+            partitions: args.partitions,
+            replication: args.replication_factor,
+            dry_run: args.dry_run,
+        },
+    )?;
+    for line in &report.lines {
+        println!("{line}");
+    }
+    if args.dry_run {
+        println!("(dry run: nothing applied)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct DeleteArgs {
+    /// The pipeline's name.
+    pub name: String,
+    #[arg(long, short, default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+pub fn delete(args: DeleteArgs) -> Result<ExitCode> {
+    let config = args.kafka.config()?;
+    for line in deploy::delete(&config, &args.kafka.prefix, &args.namespace, &args.name)? {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// Print the deployment records as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+pub fn list(args: ListArgs) -> Result<ExitCode> {
+    let config = args.kafka.config()?;
+    let deployments = deploy::list(&config, &args.kafka.prefix)?;
+    if args.json {
+        let all: Vec<_> = deployments.values().collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        print!("{}", deploy::render_list(&deployments));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+pub fn status(args: StatusArgs) -> Result<ExitCode> {
+    let config = args.kafka.config()?;
+    let all = deploy::status(&config, &args.kafka.prefix)?;
+    if all.is_empty() {
+        println!("no pipelines deployed");
+    }
+    for p in &all {
+        println!(
+            "pipeline {} ({}): {}",
+            p.name,
+            p.fingerprint,
+            if p.running() { "running" } else { "not running" }
+        );
+        for g in &p.groups {
+            let members = g.members.map_or("?".to_string(), |n| n.to_string());
+            println!(
+                "  {:<28} members {:>2}  lag {:>6}  group {}",
+                g.sub_topology, members, g.lag, g.group
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    /// Where task state (RocksDB) lives; rebuilt from changelogs, so it may be empty.
+    #[arg(long, env = "FLOWC_STATE_DIR", default_value = "flowc-state")]
+    pub state_dir: PathBuf,
+    /// Default Open Inference Protocol gRPC endpoint for model steps, e.g. http://127.0.0.1:9500.
+    #[arg(long, env = "FLOWC_MODEL_SERVER")]
+    pub model_server: Option<String>,
+    /// The endpoint of one model, `MODEL=URL`; repeatable; wins over --model-server.
+    #[arg(long, value_name = "MODEL=URL")]
+    pub model_endpoint: Vec<String>,
+    /// Timeout of one model call, in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    pub model_timeout_ms: u64,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
+    let config = args.kafka.config()?;
+    let mut options = worker::WorkerOptions::new(&args.kafka.prefix, &args.state_dir);
+    options.models = crate::model_backend(&args.model_server, &args.model_endpoint, args.model_timeout_ms)?;
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("cannot create state dir {}", args.state_dir.display()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::spawn(move || {
+        signals.block_on(async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+        });
+        flag.store(true, Ordering::Relaxed);
+    });
+    worker::run(&config, &options, stop)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,353 @@
+//! Shared harness of the end-to-end tests: a real Kafka-protocol broker (tansu, started by
+//! [`DevBroker`]), `flowc` processes (workers, the reference model server) started as a user
+//! would, and a producer/collector that speaks to the broker with rdkafka.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flowc_runtime::devbroker::DevBroker;
+use flowc_runtime::proto::inference::{ModelInferRequest, ModelInferResponse};
+use flowc_runtime::tensor::{Encoding, InferMessage, Tensor, TensorData};
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn flowc() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_flowc"))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A child process that is killed when dropped; its output goes to a log file.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, dir: &Path, args: &[&str]) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(flowc())
+            .args(args)
+            .env("FLOWC_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .spawn()
+            .expect("start flowc");
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no goodbye, no commit, no leaving the group.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    /// Waits until the log contains `text` (or panics with the log).
+    pub fn wait_for_log(&self, text: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().matches(text).count() >= count {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{} did not log `{text}` {count} times within {timeout:?}:\n{}",
+            self.name,
+            self.log()
+        );
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A broker, a scratch directory and the flowc processes of one test.
+pub struct Env {
+    pub broker: DevBroker,
+    pub dir: tempfile::TempDir,
+    pub procs: Vec<Proc>,
+    pub model_url: Option<String>,
+}
+
+impl Env {
+    pub fn start() -> Env {
+        let broker = DevBroker::start().unwrap_or_else(|e| panic!("cannot start the test broker: {e}"));
+        Env {
+            broker,
+            dir: tempfile::tempdir().expect("tempdir"),
+            procs: Vec::new(),
+            model_url: None,
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.broker.bootstrap()
+    }
+
+    /// Runs `flowc <args> -b <broker>` to completion.
+    pub fn flowc(&self, args: &[&str]) -> Output {
+        let bootstrap = self.bootstrap();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-b", &bootstrap]);
+        Command::new(flowc())
+            .args(&all)
+            .current_dir(root())
+            .env("FLOWC_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run flowc")
+    }
+
+    /// `flowc apply` that must succeed; returns its stdout.
+    pub fn apply(&self, files: &[&str], partitions: u32) -> String {
+        let p = partitions.to_string();
+        let mut args = vec!["apply"];
+        args.extend(files);
+        args.extend(["--partitions", &p]);
+        let out = self.flowc(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "flowc apply {files:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// The reference model server for the Models of `files`, on a free port.
+    pub fn start_model_server(&mut self, files: &[&str]) {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["model-server", "--listen", &listen];
+        let paths: Vec<String> = files.iter().map(|f| root().join(f).display().to_string()).collect();
+        args.extend(paths.iter().map(String::as_str));
+        let proc = Proc::spawn("model-server", self.dir.path(), &args);
+        proc.wait_for_log("serving", 1, Duration::from_secs(20));
+        self.model_url = Some(format!("http://{listen}"));
+        self.procs.push(proc);
+    }
+
+    /// A `flowc worker` with its own state directory; returns its index in `procs`.
+    pub fn start_worker(&mut self, name: &str) -> usize {
+        let state = self.dir.path().join(format!("{name}-state"));
+        self.start_worker_with_state(name, &state)
+    }
+
+    pub fn start_worker_with_state(&mut self, name: &str, state: &Path) -> usize {
+        let bootstrap = self.bootstrap();
+        let state = state.display().to_string();
+        let mut args = vec!["worker", "-b", &bootstrap, "--state-dir", &state];
+        let url = self.model_url.clone();
+        if let Some(url) = &url {
+            args.extend(["--model-server", url]);
+        }
+        self.procs.push(Proc::spawn(name, self.dir.path(), &args));
+        self.procs.len() - 1
+    }
+
+    pub fn logs(&self) -> String {
+        let mut out = format!("--- broker log (tail)\n{}\n", self.broker.log_tail());
+        for p in &self.procs {
+            out.push_str(&format!("--- {} log\n{}\n", p.name, p.log()));
+        }
+        out
+    }
+
+    pub fn producer(&self) -> BaseProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("acks", "all")
+            .create()
+            .expect("producer")
+    }
+
+    /// Writes a request to `<prefix>.default.pipeline.<p>.inputs` as an async client does.
+    pub fn send(&self, producer: &BaseProducer, pipeline: &str, key: &str, request: &ModelInferRequest) {
+        let topic = format!("seldon.default.pipeline.{pipeline}.inputs");
+        let value = request.encode_to_vec();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "pipeline",
+            value: Some(pipeline),
+        });
+        producer
+            .send(BaseRecord::to(&topic).key(key).payload(&value).headers(headers))
+            .map_err(|(e, _)| e)
+            .expect("send");
+        producer.flush(Duration::from_secs(10)).expect("flush");
+    }
+
+    /// Reads `topic` from the beginning until `keys` all have a record (or the timeout ends,
+    /// which fails the test with every process's log). Returns the first record of each key.
+    pub fn collect(&self, topic: &str, keys: &[String], timeout: Duration) -> BTreeMap<String, Received> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("group.id", "flowc-test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let deadline = Instant::now() + timeout;
+        let partitions = loop {
+            let md = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(5))
+                .expect("metadata");
+            let n = md.topics().first().map_or(0, |t| t.partitions().len());
+            if n > 0 {
+                break n as i32;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "topic {topic} never appeared\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut got: BTreeMap<String, Received> = BTreeMap::new();
+        while keys.iter().any(|k| !got.contains_key(k)) {
+            if Instant::now() > deadline {
+                let missing: Vec<&String> = keys.iter().filter(|k| !got.contains_key(*k)).collect();
+                panic!(
+                    "{topic}: no record for {} of {} keys within {timeout:?} (missing {missing:?})\n{}",
+                    missing.len(),
+                    keys.len(),
+                    self.logs()
+                );
+            }
+            let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let m = m.expect("consume");
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| {
+                            (
+                                x.key.to_string(),
+                                String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            got.entry(key).or_insert(Received {
+                partition: m.partition(),
+                headers,
+                value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+            });
+        }
+        got
+    }
+}
+
+/// One record as a test sees it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub partition: i32,
+    pub headers: Vec<(String, String)>,
+    pub value: Bytes,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The response's tensors, one line each: `NAME DATATYPE [shape] = values`.
+    pub fn tensors(&self) -> String {
+        match ModelInferResponse::decode(self.value.clone())
+            .ok()
+            .and_then(|r| InferMessage::from_response(&r).ok())
+        {
+            Some(m) => m.tensors.iter().map(render).collect::<Vec<_>>().join("\n"),
+            None => format!("<not a response: {}>", String::from_utf8_lossy(&self.value)),
+        }
+    }
+}
+
+pub fn render(t: &Tensor) -> String {
+    let values = match &t.data {
+        TensorData::Int32(v) => format!("{v:?}"),
+        TensorData::Int64(v) => format!("{v:?}"),
+        TensorData::Fp32(v) => format!("{v:?}"),
+        TensorData::Fp64(v) => format!("{v:?}"),
+        TensorData::Bool(v) => format!("{v:?}"),
+        other => format!("{other:?}"),
+    };
+    format!("{} {} {:?} = {values}", t.name, t.datatype(), t.shape)
+}
+
+pub fn request(tensors: Vec<Tensor>) -> ModelInferRequest {
+    InferMessage {
+        id: String::new(),
+        parameters: Default::default(),
+        tensors,
+        encoding: Encoding::Typed,
+    }
+    .to_request()
+    .expect("encodes")
+}
+
+pub fn int32(name: &str, shape: Vec<i64>, v: Vec<i32>) -> Tensor {
+    Tensor::new(name, shape, TensorData::Int32(v)).expect("tensor")
+}
+
+pub fn fp32(name: &str, shape: Vec<i64>, v: Vec<f32>) -> Tensor {
+    Tensor::new(name, shape, TensorData::Fp32(v)).expect("tensor")
+}
+
+pub fn keys(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
