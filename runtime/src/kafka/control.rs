@@ -85,14 +85,20 @@ impl ControlReader {
             position: 0,
         };
         let deadline = Instant::now() + config.timeout.max(Duration::from_secs(30));
-        while reader.position < high {
+        // To the high watermark, then until a poll finds nothing more (tansu 0.6's high
+        // watermark can lie below the end: see `restore::read_changelog`).
+        loop {
             if Instant::now() > deadline {
                 return Err(KafkaError::Timeout(format!(
                     "reading the deployment log {} to offset {high} (at {})",
                     reader.topic, reader.position
                 )));
             }
+            let before = reader.position;
             reader.poll(Duration::from_millis(200))?;
+            if reader.position >= high && reader.position == before {
+                break;
+            }
         }
         Ok(reader)
     }
