@@ -1,0 +1,159 @@
+//! `flowc apply | list | status | delete` against a real broker, and deployments that must
+//! fail with a clear error: broker unreachable (within a bounded time), join topics with
+//! different partition counts, a step whose model is nowhere.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use flowc_runtime::kafka::deploy::{Cluster, TopicSpec};
+use flowc_runtime::kafka::KafkaConfig;
+use support::{int32, keys, request, Env};
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn an_unreachable_broker_is_a_clear_error_within_the_timeout() {
+    let port = support::free_port();
+    let bootstrap = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let out = std::process::Command::new(support::flowc())
+        .current_dir(support::root())
+        .args(["apply", "samples/chain.yaml", "-b", &bootstrap, "--timeout-ms", "2000"])
+        .output()
+        .expect("run flowc");
+    let elapsed = started.elapsed();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot reach a Kafka broker at {bootstrap}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
+}
+
+#[test]
+fn deployments_that_cannot_work_are_refused() {
+    let env = Env::start();
+
+    // A step whose model is neither in the files nor deployed.
+    let yaml = env.dir.path().join("orphan.yaml");
+    std::fs::write(
+        &yaml,
+        "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: orphan\nspec:\n  steps:\n    - name: nosuch\n  output:\n    steps: [nosuch]\n",
+    )
+    .expect("write");
+    let out = env.flowc(&["apply", yaml.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("pipeline orphan runs model nosuch, which is neither in these files nor deployed"),
+        "{}",
+        stderr(&out)
+    );
+
+    // tfsimple3 joins tfsimple1.outputs and tfsimple2.outputs: they must have equal counts.
+    let mut config = KafkaConfig::new(env.bootstrap());
+    config.timeout = Duration::from_secs(10);
+    let cluster = Cluster::connect(&config).expect("connect");
+    let topic = |name: &str, partitions| TopicSpec {
+        name: name.to_string(),
+        partitions,
+        compacted: false,
+    };
+    cluster
+        .create_topics(
+            &[
+                topic("seldon.default.model.tfsimple1.outputs", 2),
+                topic("seldon.default.model.tfsimple2.outputs", 3),
+            ],
+            1,
+        )
+        .expect("create");
+    let out = env.flowc(&["apply", "samples/join.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("pipeline join joins topics with different partition counts"),
+        "{err}"
+    );
+    assert!(err.contains("seldon.default.model.tfsimple1.outputs has 2"), "{err}");
+    assert!(err.contains("seldon.default.model.tfsimple2.outputs has 3"), "{err}");
+    // Nothing was deployed.
+    let list = env.flowc(&["list"]);
+    assert!(!stdout(&list).contains("join"), "{}", stdout(&list));
+}
+
+#[test]
+fn apply_list_status_update_and_delete() {
+    let mut env = Env::start();
+    let first = env.apply(&["samples/chain.yaml"], 2);
+    assert!(first.contains("pipeline tfsimples: create"), "{first}");
+    assert!(first.contains("model tfsimple1: create"), "{first}");
+    assert!(
+        first.contains("+ topic seldon.default.pipeline.tfsimples.inputs (2 partitions)"),
+        "{first}"
+    );
+
+    let again = env.apply(&["samples/chain.yaml"], 2);
+    assert!(again.contains("pipeline tfsimples: unchanged"), "{again}");
+    assert!(!again.contains("+ topic"), "{again}");
+
+    // An update shows what changes before it is applied.
+    let changed = env.dir.path().join("chain-join.yaml");
+    let text = std::fs::read_to_string(support::root().join("samples/chain.yaml")).expect("read");
+    let text = text.replace("      - tfsimple2\n", "      - tfsimple2\n      - tfsimple1\n");
+    std::fs::write(&changed, text).expect("write");
+    let out = env.flowc(&["apply", changed.to_str().expect("path"), "--dry-run"]);
+    let diff = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(diff.contains("pipeline tfsimples: update"), "{diff}");
+    assert!(diff.contains("+ store _output.join"), "{diff}");
+    assert!(diff.contains("~ sub-topology _output"), "{diff}");
+    assert!(diff.contains("(dry run: nothing applied)"), "{diff}");
+
+    // Records written after apply but before any worker runs are processed (§7, flowc).
+    let producer = env.producer();
+    let ks = keys("early", 3);
+    let req = request(vec![
+        int32("INPUT0", vec![1, 16], (1..=16).collect()),
+        int32("INPUT1", vec![1, 16], (1..=16).collect()),
+    ]);
+    for k in &ks {
+        env.send(&producer, "tfsimples", k, &req);
+    }
+    env.start_model_server(&["samples/chain.yaml"]);
+    env.start_worker("worker");
+    env.collect(
+        "seldon.default.pipeline.tfsimples.outputs",
+        &ks,
+        Duration::from_secs(90),
+    );
+
+    let list = stdout(&env.flowc(&["list"]));
+    assert!(list.contains("pipeline  tfsimples"), "{list}");
+    assert!(list.contains("model     tfsimple1"), "{list}");
+
+    let status = stdout(&env.flowc(&["status"]));
+    assert!(status.contains("pipeline tfsimples"), "{status}");
+    assert!(status.contains("_output"), "{status}");
+
+    let out = env.flowc(&["delete", "tfsimples"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list = stdout(&env.flowc(&["list"]));
+    assert!(!list.contains("tfsimples"), "{list}");
+    let out = env.flowc(&["delete", "tfsimples"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("pipeline tfsimples is not deployed"),
+        "{}",
+        stderr(&out)
+    );
+    let worker = env.procs.last().expect("worker");
+    worker.wait_for_log("stopping consumer (undeployed or changed)", 1, Duration::from_secs(30));
+}
