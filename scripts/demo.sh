@@ -1,24 +1,64 @@
 #!/usr/bin/env bash
-# The main job, from a fresh clone: build flowc, compile a sample pipeline, print its plan and
-# write the DAG picture.
+# The main job, from a fresh clone: build flowc, compile a sample pipeline, draw its DAG, then
+# run it end to end on a local Kafka-protocol broker (tansu) with the reference model server
+# and one worker, send a request and print the answer.
 #
-#   ./scripts/demo.sh [samples/join.yaml]
+#   ./scripts/demo.sh [join|chain|conditional|pipeline-inputs|triggers|cycle]
 #
-# Running the pipeline end to end on a local broker arrives with the workers (see README).
+# Everything runs as plain processes on 127.0.0.1 and is stopped on exit; logs are kept in
+# target/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FLOWC_TARGET_DIR:-$HOME/.cache/flowc/target}}"
-sample="${1:-samples/join.yaml}"
+name="${1:-join}"
+sample="samples/$name.yaml"
+request="samples/requests/$name.json"
+[ -f "$sample" ] && [ -f "$request" ] || { echo "no sample $sample with a request $request" >&2; exit 2; }
 
 ./scripts/setup-build-deps.sh
+tansu="$(./scripts/install-broker.sh | tail -n 1)"
 cargo build --release --locked --bin flowc
 flowc="$CARGO_TARGET_DIR/release/flowc"
 
 echo "==> flowc compile $sample"
 "$flowc" compile "$sample"
+mkdir -p target/demo
+"$flowc" graph "$sample" -o target/demo/dag.svg
 
-mkdir -p target
-echo "==> flowc graph $sample -o target/dag.svg"
-"$flowc" graph "$sample" -o target/dag.svg
-echo "Open target/dag.svg in a browser to see the compiled DAG."
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+broker_port="$(free_port)"
+model_port="$(free_port)"
+bootstrap="127.0.0.1:$broker_port"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+echo "==> broker (tansu) on $bootstrap"
+"$tansu" broker --listener-url "tcp://$bootstrap" --advertised-listener-url "tcp://$bootstrap" \
+    --storage-engine memory://tansu/ >target/demo/broker.log 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$broker_port") 2>/dev/null && break; sleep 0.1; done
+
+echo "==> flowc model-server on 127.0.0.1:$model_port"
+"$flowc" model-server "$sample" --listen "127.0.0.1:$model_port" >target/demo/model-server.log 2>&1 &
+pids+=($!)
+
+echo "==> flowc apply $sample"
+"$flowc" apply "$sample" -b "$bootstrap" --partitions 2
+
+echo "==> flowc worker (log: target/demo/worker.log)"
+rm -rf target/demo/state
+"$flowc" worker -b "$bootstrap" --state-dir target/demo/state \
+    --model-server "http://127.0.0.1:$model_port" >target/demo/worker.log 2>&1 &
+pids+=($!)
+
+pipeline="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pipeline"])' "$request")"
+echo "==> flowc send $pipeline @$request"
+key="$("$flowc" send "$pipeline" "@$request" -b "$bootstrap")"
+echo "request key: $key"
+echo "==> flowc read $pipeline --key $key"
+"$flowc" read "$pipeline" --key "$key" --wait-ms 60000 -b "$bootstrap"
+echo "==> flowc status"
+"$flowc" status -b "$bootstrap"
+echo "The compiled DAG is in target/demo/dag.svg (open it in a browser)."

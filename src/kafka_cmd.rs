@@ -208,3 +208,144 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     worker::run(&config, &options, stop)?;
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(clap::Args)]
+pub struct SendArgs {
+    /// The pipeline to send to (its `…pipeline.<p>.inputs` topic).
+    pub pipeline: String,
+    /// The request as Open Inference Protocol JSON, or `@FILE`.
+    pub request: String,
+    /// The record key (the request id); default: a fresh one.
+    #[arg(long)]
+    pub key: Option<String>,
+    #[arg(long, short, default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// An async client's write (§7): the request on the pipeline's inputs topic with the
+/// `pipeline` header. Prints the key to read the answer by.
+pub fn send(args: SendArgs) -> Result<ExitCode> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let text = match args.request.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?,
+        None => args.request.clone(),
+    };
+    let json: serde_json::Value = serde_json::from_str(&text).context("the request is not valid JSON")?;
+    let request = flowc_runtime::json::request_from_json(&json)?;
+    let config = args.kafka.config()?;
+    let topic = format!(
+        "{}.{}.pipeline.{}.inputs",
+        args.kafka.prefix, args.namespace, args.pipeline
+    );
+    let key = args.key.unwrap_or_else(|| {
+        format!(
+            "req-{:x}",
+            flowc_runtime::kafka::now_ms() as u64 ^ u64::from(std::process::id())
+        )
+    });
+    let value = prost::Message::encode_to_vec(&request);
+    let producer: BaseProducer = config.producer().create()?;
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "pipeline",
+        value: Some(args.pipeline.as_str()),
+    });
+    producer
+        .send(BaseRecord::to(&topic).key(&key).payload(&value).headers(headers))
+        .map_err(|(e, _)| e)?;
+    producer
+        .flush(config.timeout)
+        .with_context(|| format!("cannot write to {topic} at {}", config.bootstrap))?;
+    println!("{key}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct ReadArgs {
+    /// The pipeline whose `…pipeline.<p>.outputs` topic to read.
+    pub pipeline: String,
+    /// Only this request's answer.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Stop after this many records.
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+    /// Give up (exit 1) after this long, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub wait_ms: u64,
+    #[arg(long, short, default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// An async client's read: answers on the outputs topic, one JSON line each.
+pub fn read(args: ReadArgs) -> Result<ExitCode> {
+    use prost::Message as _;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers as _, Message as _};
+    use rdkafka::{Offset, TopicPartitionList};
+    let config = args.kafka.config()?;
+    let topic = format!(
+        "{}.{}.pipeline.{}.outputs",
+        args.kafka.prefix, args.namespace, args.pipeline
+    );
+    let consumer: BaseConsumer = config.reader().create()?;
+    let metadata = consumer
+        .fetch_metadata(Some(&topic), config.timeout)
+        .with_context(|| format!("cannot reach a Kafka broker at {}", config.bootstrap))?;
+    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
+    if partitions == 0 {
+        anyhow::bail!("topic {topic} does not exist: is pipeline {} deployed?", args.pipeline);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let deadline = std::time::Instant::now() + Duration::from_millis(args.wait_ms);
+    let mut printed = 0;
+    while printed < args.count {
+        if std::time::Instant::now() > deadline {
+            eprintln!(
+                "no more answers on {topic} within {} ms ({printed} printed)",
+                args.wait_ms
+            );
+            return Ok(ExitCode::from(1));
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m?;
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+        if args.key.as_ref().is_some_and(|k| *k != key) {
+            continue;
+        }
+        let error = m.headers().and_then(|h| {
+            h.iter()
+                .find(|x| x.key == "seldon-pipeline-errors")
+                .map(|x| String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())
+        });
+        let payload = m.payload().unwrap_or_default();
+        let line = match error {
+            Some(model) => {
+                serde_json::json!({"key": key, "partition": m.partition(), "error": format!("{model} : {}", String::from_utf8_lossy(payload))})
+            }
+            None => {
+                let response = flowc_runtime::proto::inference::ModelInferResponse::decode(payload)?;
+                let message = flowc_runtime::tensor::InferMessage::from_response(&response)?;
+                let outputs: Vec<_> = message
+                    .tensors
+                    .iter()
+                    .map(flowc_runtime::json::tensor_to_json)
+                    .collect();
+                serde_json::json!({"key": key, "partition": m.partition(), "outputs": outputs})
+            }
+        };
+        println!("{line}");
+        printed += 1;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -56,6 +56,10 @@ enum Command {
     Status(kafka_cmd::StatusArgs),
     /// Run every deployed pipeline's tasks for the partitions Kafka assigns to this replica.
     Worker(kafka_cmd::WorkerArgs),
+    /// Write a request (OIP JSON) to a pipeline's inputs topic, as an async client does.
+    Send(kafka_cmd::SendArgs),
+    /// Print answers from a pipeline's outputs topic as JSON lines.
+    Read(kafka_cmd::ReadArgs),
     /// Serve the Models with a `flowc://` storageUri with the reference models over gRPC.
     ModelServer(model_server_cmd::Args),
 }
@@ -196,6 +200,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::List(args) => kafka_cmd::list(args),
         Command::Status(args) => kafka_cmd::status(args),
         Command::Worker(args) => kafka_cmd::worker(args),
+        Command::Send(args) => kafka_cmd::send(args),
+        Command::Read(args) => kafka_cmd::read(args),
         Command::ModelServer(args) => model_server_cmd::run(args),
     }
 }

@@ -9,6 +9,7 @@
 pub mod devbroker;
 pub mod driver;
 pub mod envelope;
+pub mod json;
 pub mod kafka;
 pub mod model_client;
 pub mod model_server;

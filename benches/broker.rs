@@ -1,0 +1,278 @@
+//! Records per second through a 1-step plan on a real broker (tansu, started here), against
+//! a raw rdkafka pipe with the same hops on the same broker in the same run:
+//!
+//!   flowc:    pipeline.bench.inputs → [step] → model.bench-id.inputs → [model call] →
+//!             model.bench-id.outputs → [output] → pipeline.bench.outputs
+//!   baseline: raw.in → [relay] → raw.model.inputs → [relay + the same gRPC model call] →
+//!             raw.model.outputs → [relay] → raw.out
+//!
+//! Both commit like flowc does (batch, flush, then commit) and call the same in-process
+//! reference model server. Each side runs `ROUNDS` times over `RECORDS` records after a
+//! warm-up; the medians and their ratio are printed (goal: flowc/baseline >= 0.7).
+//!
+//!   cargo bench --bench broker            (FLOWC_BENCH_RECORDS, FLOWC_BENCH_ROUNDS to change)
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use flowc_compiler::{compile, CompileOptions, SourceMap};
+use flowc_runtime::devbroker::DevBroker;
+use flowc_runtime::kafka::{deploy, worker, KafkaConfig};
+use flowc_runtime::model_client::GrpcModels;
+use flowc_runtime::model_server::{serve, ReferenceServer};
+use flowc_runtime::operator::ModelBackend;
+use flowc_runtime::proto::inference::ModelInferRequest;
+use flowc_runtime::tensor::{Encoding, InferMessage, Tensor, TensorData};
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 2;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn payload() -> Vec<u8> {
+    let tensor = Tensor::new(
+        "INPUT",
+        vec![1, 16],
+        TensorData::Fp32((0..16).map(|i| i as f32).collect()),
+    )
+    .unwrap();
+    InferMessage {
+        id: String::new(),
+        parameters: Default::default(),
+        tensors: vec![tensor],
+        encoding: Encoding::Typed,
+    }
+    .to_request()
+    .unwrap()
+    .encode_to_vec()
+}
+
+fn producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "2")
+        .set("acks", "all")
+        .create()
+        .unwrap()
+}
+
+/// Writes `n` records keyed `<tag>-<i>` and waits until they are stored.
+fn produce(p: &BaseProducer, topic: &str, tag: &str, n: usize, value: &[u8], pipeline: Option<&str>) {
+    for i in 0..n {
+        let key = format!("{tag}-{i}");
+        let mut record = BaseRecord::to(topic).key(&key).payload(value);
+        if let Some(name) = pipeline {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: "pipeline",
+                value: Some(name),
+            }));
+        }
+        loop {
+            match p.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    p.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Reads `topic` from the start until every key `<tag>-<i>` arrived; returns when the last did.
+fn await_keys(bootstrap: &str, topic: &str, tag: &str, n: usize) -> Instant {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-reader")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let prefix = format!("{tag}-");
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while seen.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: only {} of {n} records of {tag}",
+            seen.len()
+        );
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            if key.starts_with(&prefix) {
+                seen.insert(key);
+            }
+        }
+    }
+    Instant::now()
+}
+
+/// One raw relay: consume `from`, transform, produce to `to` on the same partition; batch,
+/// flush, commit.
+fn relay(
+    bootstrap: String,
+    from: &'static str,
+    to: &'static str,
+    stop: Arc<AtomicBool>,
+    transform: impl Fn(&[u8]) -> Vec<u8> + Send + 'static,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", format!("raw-{from}"))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("max.poll.interval.ms", "10000")
+            .create()
+            .unwrap();
+        c.subscribe(&[from]).unwrap();
+        let p = producer(&bootstrap);
+        while !stop.load(Ordering::Relaxed) {
+            let mut offsets = TopicPartitionList::new();
+            let started = Instant::now();
+            let mut wait = Duration::from_millis(50);
+            let mut n = 0;
+            while n < 500 && started.elapsed() < Duration::from_millis(100) {
+                let Some(Ok(m)) = c.poll(wait) else { break };
+                wait = Duration::ZERO;
+                let out = transform(m.payload().unwrap_or_default());
+                let mut record = BaseRecord::to(to)
+                    .key(m.key().unwrap_or_default())
+                    .payload(&out)
+                    .partition(m.partition());
+                if let Some(h) = m.headers() {
+                    record = record.headers(h.detach());
+                }
+                while let Err((_, r)) = p.send(record) {
+                    record = r;
+                    p.poll(Duration::from_millis(5));
+                }
+                let _ = offsets.add_partition_offset(from, m.partition(), Offset::Offset(m.offset() + 1));
+                n += 1;
+            }
+            if n > 0 {
+                p.flush(Duration::from_secs(30)).unwrap();
+                let _ = c.commit(&offsets, CommitMode::Sync);
+            }
+        }
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let records = env_usize("FLOWC_BENCH_RECORDS", 5_000);
+    let rounds = env_usize("FLOWC_BENCH_ROUNDS", 3);
+    let broker = DevBroker::start().expect("start the broker (scripts/install-broker.sh)");
+    let bootstrap = broker.bootstrap();
+
+    // The reference model server, in process.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = ReferenceServer::new().with_model("bench-id", "identity").unwrap();
+    rt.spawn(serve(listener, server, std::future::pending()));
+    let models: Arc<dyn ModelBackend> = Arc::new(GrpcModels::connect(&url).unwrap());
+
+    let config = KafkaConfig::new(&bootstrap);
+    let mut sources = SourceMap::new();
+    sources.add("benches/one-step.yaml", include_str!("one-step.yaml").to_string());
+    let plan = compile(&sources, &CompileOptions::default())
+        .plan
+        .expect("bench plan compiles");
+    let options = deploy::ApplyOptions {
+        prefix: "seldon".into(),
+        partitions: PARTITIONS,
+        replication: 1,
+        dry_run: false,
+    };
+    deploy::apply(&config, &plan, &options).expect("apply");
+    let cluster = deploy::Cluster::connect(&config).unwrap();
+    let raw = ["raw.in", "raw.model.inputs", "raw.model.outputs", "raw.out"];
+    cluster
+        .create_topics(
+            &raw.iter()
+                .map(|t| deploy::TopicSpec {
+                    name: t.to_string(),
+                    partitions: PARTITIONS,
+                    compacted: false,
+                })
+                .collect::<Vec<_>>(),
+            1,
+        )
+        .unwrap();
+
+    // flowc: one worker, in process.
+    let stop = Arc::new(AtomicBool::new(false));
+    let state = tempfile::tempdir().unwrap();
+    let mut wopts = worker::WorkerOptions::new("seldon", state.path());
+    wopts.models = Some(models.clone());
+    let (wc, ws) = (config.clone(), stop.clone());
+    let w = std::thread::spawn(move || worker::run(&wc, &wopts, ws).unwrap());
+
+    // Baseline: three relays, the middle one calling the same model.
+    let m = models.clone();
+    let call = move |bytes: &[u8]| {
+        let request = ModelInferRequest::decode(bytes).unwrap();
+        m.infer("bench-id", request).unwrap().encode_to_vec()
+    };
+    let relays = vec![
+        relay(bootstrap.clone(), raw[0], raw[1], stop.clone(), |b| b.to_vec()),
+        relay(bootstrap.clone(), raw[1], raw[2], stop.clone(), call),
+        relay(bootstrap.clone(), raw[2], raw[3], stop.clone(), |b| b.to_vec()),
+    ];
+
+    let value = payload();
+    let p = producer(&bootstrap);
+    let flowc_in = "seldon.default.pipeline.bench.inputs";
+    let flowc_out = "seldon.default.pipeline.bench.outputs";
+    // Warm up: groups joined, connections open.
+    produce(&p, flowc_in, "warm", 50, &value, Some("bench"));
+    produce(&p, raw[0], "warm", 50, &value, Some("bench"));
+    await_keys(&bootstrap, flowc_out, "warm", 50);
+    await_keys(&bootstrap, raw[3], "warm", 50);
+
+    let (mut flowc_rates, mut raw_rates) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for (name, input, output, rates) in [
+            ("flowc", flowc_in, flowc_out, &mut flowc_rates),
+            ("raw", raw[0], raw[3], &mut raw_rates),
+        ] {
+            let tag = format!("r{round}");
+            let started = Instant::now();
+            produce(&p, input, &tag, records, &value, Some("bench"));
+            let done = await_keys(&bootstrap, output, &tag, records);
+            let secs = (done - started).as_secs_f64();
+            let rate = records as f64 / secs;
+            println!("round {round} {name:>5}: {records} records in {secs:.2} s = {rate:.0} records/s");
+            rates.push(rate);
+        }
+    }
+    let (f, r) = (median(flowc_rates), median(raw_rates));
+    println!(
+        "median flowc {f:.0} records/s, raw rdkafka pipe {r:.0} records/s, ratio {:.2} (goal >= 0.7)",
+        f / r
+    );
+    stop.store(true, Ordering::Relaxed);
+    for h in relays {
+        let _ = h.join();
+    }
+    let _ = w.join();
+}
