@@ -146,6 +146,10 @@ impl DevBroker {
             .args(["--listener-url", &url])
             .args(["--advertised-listener-url", &url])
             .args(["--storage-engine", "memory://tansu/"])
+            // tansu also reads its settings from the environment: keep a schema registry or an
+            // OTLP exporter configured for something else out of the dev broker.
+            .env_remove("SCHEMA_REGISTRY")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(log)
