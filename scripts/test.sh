@@ -28,6 +28,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "dev Kafka broker (tansu) for the broker tests"
 export FLOWC_TANSU; FLOWC_TANSU="$(./scripts/install-broker.sh | tail -n 1)"
 
+step "MLServer (Python venv) for the MLServer test"
+export FLOWC_MLSERVER_BIN; FLOWC_MLSERVER_BIN="$(./scripts/setup-python.sh | tail -n 1)"
+
 step "cargo test"
 cargo test --workspace --locked 2>&1 | tee "$CARGO_TARGET_DIR/last-test.log"
 # One closing line that counts every test binary's results together.

@@ -58,6 +58,30 @@ impl Proc {
         }
     }
 
+    /// Any program (MLServer, say) as a child process killed on drop, its stdout and stderr
+    /// going to `<dir>/<name>.log`. `command` comes with its program, arguments, environment and
+    /// working directory set.
+    pub fn spawn_command(name: &str, dir: &Path, mut command: Command) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({:?}): {e}", command.get_program()));
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// The exit status once the process has ended (`None` while it runs, or once killed).
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -188,6 +212,21 @@ impl Env {
         if let Some(url) = &url {
             args.extend(["--model-server", url]);
         }
+        self.procs.push(Proc::spawn(name, self.dir.path(), &args));
+        self.procs.len() - 1
+    }
+
+    /// A `flowc worker` with its own state directory and `extra` arguments after the usual ones
+    /// (e.g. `--model-endpoint iris=http://127.0.0.1:PORT`); returns its index in `procs`.
+    pub fn start_worker_with_args(&mut self, name: &str, extra: &[&str]) -> usize {
+        let bootstrap = self.bootstrap();
+        let state = self.dir.path().join(format!("{name}-state")).display().to_string();
+        let mut args = vec!["worker", "-b", &bootstrap, "--state-dir", &state];
+        let url = self.model_url.clone();
+        if let Some(url) = &url {
+            args.extend(["--model-server", url]);
+        }
+        args.extend(extra);
         self.procs.push(Proc::spawn(name, self.dir.path(), &args));
         self.procs.len() - 1
     }
