@@ -7,8 +7,9 @@
 //!             raw.model.outputs → [relay] → raw.out
 //!
 //! Both commit like flowc does (batch, flush, then commit) and call the same in-process
-//! reference model server. Each side runs `ROUNDS` times over `RECORDS` records after a
-//! warm-up; the medians and their ratio are printed (goal: flowc/baseline >= 0.7).
+//! reference model server with up to 16 calls in flight. Each side runs `ROUNDS` times over
+//! `RECORDS` records after a warm-up; the medians and their ratio are printed (goal:
+//! flowc/baseline >= 0.7).
 //!
 //!   cargo bench --bench broker            (FLOWC_BENCH_RECORDS, FLOWC_BENCH_ROUNDS to change)
 
@@ -121,13 +122,13 @@ fn await_keys(bootstrap: &str, topic: &str, tag: &str, n: usize) -> Instant {
 }
 
 /// One raw relay: consume `from`, transform, produce to `to` on the same partition; batch,
-/// flush, commit.
+/// transform the batch on up to 16 threads (as flowc's model calls run), flush, commit.
 fn relay(
     bootstrap: String,
     from: &'static str,
     to: &'static str,
     stop: Arc<AtomicBool>,
-    transform: impl Fn(&[u8]) -> Vec<u8> + Send + 'static,
+    transform: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
 ) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let c: BaseConsumer = ClientConfig::new()
@@ -145,29 +146,45 @@ fn relay(
             let mut offsets = TopicPartitionList::new();
             let started = Instant::now();
             let mut wait = Duration::from_millis(50);
-            let mut n = 0;
-            while n < 500 && started.elapsed() < Duration::from_millis(100) {
+            let mut batch = Vec::new();
+            while batch.len() < 500 && started.elapsed() < Duration::from_millis(100) {
                 let Some(Ok(m)) = c.poll(wait) else { break };
                 wait = Duration::ZERO;
-                let out = transform(m.payload().unwrap_or_default());
+                let _ = offsets.add_partition_offset(from, m.partition(), Offset::Offset(m.offset() + 1));
+                batch.push((
+                    m.key().unwrap_or_default().to_vec(),
+                    m.payload().unwrap_or_default().to_vec(),
+                    m.partition(),
+                    m.headers().map(|h| h.detach()),
+                ));
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let k = batch.len().min(16);
+            let outs: Vec<Vec<u8>> = std::thread::scope(|scope| {
+                let f = &transform;
+                let handles: Vec<_> = batch
+                    .chunks(batch.len().div_ceil(k))
+                    .map(|chunk| scope.spawn(move || chunk.iter().map(|(_, v, _, _)| f(v)).collect::<Vec<_>>()))
+                    .collect();
+                handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+            });
+            for ((key, _, partition, headers), out) in batch.iter().zip(&outs) {
                 let mut record = BaseRecord::to(to)
-                    .key(m.key().unwrap_or_default())
-                    .payload(&out)
-                    .partition(m.partition());
-                if let Some(h) = m.headers() {
-                    record = record.headers(h.detach());
+                    .key(key.as_slice())
+                    .payload(out.as_slice())
+                    .partition(*partition);
+                if let Some(h) = headers {
+                    record = record.headers(h.clone());
                 }
                 while let Err((_, r)) = p.send(record) {
                     record = r;
                     p.poll(Duration::from_millis(5));
                 }
-                let _ = offsets.add_partition_offset(from, m.partition(), Offset::Offset(m.offset() + 1));
-                n += 1;
             }
-            if n > 0 {
-                p.flush(Duration::from_secs(30)).unwrap();
-                let _ = c.commit(&offsets, CommitMode::Sync);
-            }
+            p.flush(Duration::from_secs(30)).unwrap();
+            let _ = c.commit(&offsets, CommitMode::Sync);
         }
     })
 }

@@ -182,6 +182,9 @@ pub struct WorkerArgs {
     /// Timeout of one model call, in milliseconds.
     #[arg(long, default_value_t = 5_000)]
     pub model_timeout_ms: u64,
+    /// Model calls in flight at once, per model.
+    #[arg(long, default_value_t = 16)]
+    pub model_concurrency: usize,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -189,6 +192,7 @@ pub struct WorkerArgs {
 pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let config = args.kafka.config()?;
     let mut options = worker::WorkerOptions::new(&args.kafka.prefix, &args.state_dir);
+    options.model_concurrency = args.model_concurrency.max(1);
     options.models = crate::model_backend(&args.model_server, &args.model_endpoint, args.model_timeout_ms)?;
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("cannot create state dir {}", args.state_dir.display()))?;

@@ -268,7 +268,8 @@ mod tests {
 
     #[test]
     fn from_plan_names_every_unknown_reference() {
-        let p = plan(&(model("a", "flowc://sum-diff") + &model("b", "flowc://nope") + &model("c", "flowc://iris")));
+        let p =
+            plan(&(model("a", "flowc://sum-diff") + &model("b", "flowc://nope") + &model("c", "flowc://also-nope")));
         let e = ReferenceServer::from_plan(&p).unwrap_err();
         assert_eq!(e.0.len(), 2);
         let text = e.to_string();
@@ -277,7 +278,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("; model c (storageUri flowc://iris): reference model iris is not implemented yet"),
+            text.contains("; model c (storageUri flowc://also-nope): unknown reference model also-nope"),
             "{text}"
         );
     }
@@ -302,6 +303,6 @@ mod tests {
         assert_eq!(bad.code(), Code::InvalidArgument);
         assert_eq!(bad.message(), "missing input tensor INPUT1");
 
-        assert!(ReferenceServer::new().with_model("m", "drift").is_err());
+        assert!(ReferenceServer::new().with_model("m", "drift").is_ok());
     }
 }

@@ -46,6 +46,8 @@ pub struct WorkerOptions {
     pub max_batch: usize,
     /// How often operator timers (join windows, batch flushes) run.
     pub tick: Duration,
+    /// Model calls in flight at once per model-call consumer.
+    pub model_concurrency: usize,
 }
 
 impl WorkerOptions {
@@ -56,6 +58,7 @@ impl WorkerOptions {
             models: None,
             max_batch: 500,
             tick: Duration::from_millis(100),
+            model_concurrency: 16,
         }
     }
 }
@@ -246,6 +249,8 @@ struct SubRunner {
     /// Store name → changelog topic.
     changelogs: BTreeMap<String, String>,
     tasks: BTreeMap<i32, Task>,
+    /// For a model-call sub-topology: stateless tasks that make calls concurrently.
+    pool: Vec<Task>,
     /// Next offset to commit, per source topic and partition.
     pending: BTreeMap<(String, i32), i64>,
 }
@@ -282,7 +287,7 @@ impl SubRunner {
         let topics = s.source_topics();
         consumer.subscribe(&topics)?;
         tracing::info!(pipeline = %plan.name, sub = %s.name, group = %s.consumer_group, topics = ?topics, "consumer joined its group");
-        Ok(SubRunner {
+        let mut runner = SubRunner {
             config: config.clone(),
             options: options.clone(),
             deployment,
@@ -292,8 +297,16 @@ impl SubRunner {
             partitions,
             changelogs,
             tasks: BTreeMap::new(),
+            pool: Vec::new(),
             pending: BTreeMap::new(),
-        })
+        };
+        if matches!(runner.plan().sub_topologies[sub].role, Role::ModelCall { .. }) {
+            for _ in 0..runner.options.model_concurrency.max(1) {
+                let task = runner.new_task(0)?;
+                runner.pool.push(task);
+            }
+        }
+        Ok(runner)
     }
 
     fn plan(&self) -> &PipelinePlan {
@@ -308,10 +321,17 @@ impl SubRunner {
             let started = Instant::now();
             let mut handled = 0;
             let mut wait = Duration::from_millis(50);
+            // Model calls of a batch run concurrently (see `call_models`); other sub-topologies
+            // handle records one by one, in order.
+            let mut deferred: Vec<(String, Record)> = Vec::new();
             while handled < self.options.max_batch && started.elapsed() < Duration::from_millis(100) {
                 let polled = consumer.poll(wait);
                 wait = Duration::ZERO;
-                self.handle_group_events()?;
+                if self.has_group_events() {
+                    // What was read before a revoke is done before its offsets are committed.
+                    self.call_models(std::mem::take(&mut deferred))?;
+                    self.handle_group_events()?;
+                }
                 match polled {
                     None => break,
                     Some(Err(e)) => {
@@ -319,11 +339,24 @@ impl SubRunner {
                         break;
                     }
                     Some(Ok(message)) => {
-                        self.handle(&message)?;
                         handled += 1;
+                        let Some((topic, record)) = self.take(&message) else {
+                            continue;
+                        };
+                        if self.pool.is_empty() {
+                            let partition = record.partition;
+                            let Some(task) = self.tasks.get_mut(&partition) else {
+                                continue;
+                            };
+                            let out = task.process(&topic, record, now_ms());
+                            self.send(partition, out)?;
+                        } else {
+                            deferred.push((topic, record));
+                        }
                     }
                 }
             }
+            self.call_models(deferred)?;
             if last_tick.elapsed() >= self.options.tick {
                 last_tick = Instant::now();
                 let now = now_ms();
@@ -374,6 +407,25 @@ impl SubRunner {
     }
 
     fn build_task(&self, partition: i32) -> Result<Task, KafkaError> {
+        let mut task = self.new_task(partition)?;
+        let plan = self.plan();
+        let sub = &plan.sub_topologies[self.sub];
+        let started = Instant::now();
+        let mut restored = 0;
+        let names: Vec<String> = task.store_names().map(str::to_string).collect();
+        for store in names {
+            let Some(topic) = self.changelogs.get(&store) else {
+                continue;
+            };
+            let records = read_changelog(&self.config, topic, partition, &store)?;
+            restored += task.restore(&store, records)?;
+        }
+        tracing::info!(pipeline = %plan.name, sub = %sub.name, partition, restored, elapsed = ?started.elapsed(), "task started");
+        Ok(task)
+    }
+
+    /// The task's operators and (empty) stores.
+    fn new_task(&self, partition: i32) -> Result<Task, KafkaError> {
         let plan = self.plan();
         let sub = &plan.sub_topologies[self.sub];
         let counts = self.partitions.clone();
@@ -385,7 +437,7 @@ impl SubRunner {
             models: self.options.models.clone(),
         };
         let has_stores = sub.nodes.iter().any(|n| n.op.store().is_some());
-        let mut task = if has_stores {
+        let task = if has_stores {
             let dir = self
                 .options
                 .state_dir
@@ -403,28 +455,19 @@ impl SubRunner {
             };
             Task::new(plan, sub, partition, &env, &mut open)?
         };
-        let started = Instant::now();
-        let mut restored = 0;
-        let names: Vec<String> = task.store_names().map(str::to_string).collect();
-        for store in names {
-            let Some(topic) = self.changelogs.get(&store) else {
-                continue;
-            };
-            let records = read_changelog(&self.config, topic, partition, &store)?;
-            restored += task.restore(&store, records)?;
-        }
-        tracing::info!(pipeline = %plan.name, sub = %sub.name, partition, restored, elapsed = ?started.elapsed(), "task started");
         Ok(task)
     }
 
-    fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), KafkaError> {
+    /// Notes the message's offset for the next commit and decodes it, if a task of this
+    /// runner owns its partition.
+    fn take(&mut self, message: &BorrowedMessage<'_>) -> Option<(String, Record)> {
         let partition = message.partition();
         let topic = message.topic().to_string();
         self.pending.insert((topic.clone(), partition), message.offset() + 1);
-        let Some(task) = self.tasks.get_mut(&partition) else {
+        if !self.tasks.contains_key(&partition) {
             // Not ours (any more): the owner handles it.
-            return Ok(());
-        };
+            return None;
+        }
         let key = match message.key().map(std::str::from_utf8) {
             Some(Ok(k)) => k.to_string(),
             Some(Err(_)) => {
@@ -434,7 +477,7 @@ impl SubRunner {
                     offset = message.offset(),
                     "record key is not UTF-8; skipped"
                 );
-                return Ok(());
+                return None;
             }
             None => String::new(),
         };
@@ -451,8 +494,58 @@ impl SubRunner {
             partition,
             timestamp_ms: message.timestamp().to_millis().unwrap_or_else(now_ms),
         };
-        let out = task.process(&topic, record, now_ms());
-        self.send(partition, out)
+        Some((topic, record))
+    }
+
+    fn has_group_events(&self) -> bool {
+        self.consumer
+            .context()
+            .events
+            .lock()
+            .map(|e| !e.is_empty())
+            .unwrap_or(true)
+    }
+
+    /// A model-call sub-topology's records: up to `model_concurrency` calls in flight, one
+    /// thread per pool task (order across keys need not be kept, §6). A model-call
+    /// sub-topology has no state, so any pool task can take any partition's record.
+    fn call_models(&mut self, records: Vec<(String, Record)>) -> Result<(), KafkaError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let k = self.pool.len().min(records.len()).max(1);
+        let mut chunks: Vec<Vec<(String, Record)>> = (0..k).map(|_| Vec::new()).collect();
+        for (i, r) in records.into_iter().enumerate() {
+            chunks[i % k].push(r);
+        }
+        let outputs: Result<Vec<Vec<TaskOutput>>, KafkaError> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .pool
+                .iter_mut()
+                .zip(chunks)
+                .map(|(task, chunk)| {
+                    scope.spawn(move || {
+                        chunk
+                            .into_iter()
+                            .map(|(topic, record)| task.process(&topic, record, now))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| KafkaError::Deploy("a model call thread panicked".into()))
+                })
+                .collect()
+        });
+        for out in outputs?.into_iter().flatten() {
+            // No stores here, so no changelog records: the partition argument is unused.
+            self.send(0, out)?;
+        }
+        Ok(())
     }
 
     /// Produces a task's outputs and changelog records.
