@@ -122,3 +122,35 @@ fn worked_examples_on_a_real_broker() {
         }
     }
 }
+
+/// Detectors (§9): classifier and outlier detector on the synchronous path, drift batched by
+/// 20 off it, all real models of the reference server. One partition, so one task holds the
+/// batch: 20 requests make exactly one drift record.
+#[test]
+fn detectors_with_drift_batched_by_20() {
+    let mut env = Env::start();
+    env.start_model_server(&["samples/detectors.yaml"]);
+    env.apply(&["samples/detectors.yaml"], 1);
+    env.start_worker("worker");
+    let producer = env.producer();
+    let ks = keys("iris", 20);
+    let req = request(vec![fp32("predict", vec![1, 4], vec![5.1, 3.5, 1.4, 0.2])]);
+    for k in &ks {
+        env.send(&producer, "iris-detectors", k, &req);
+    }
+    let got = env.collect("seldon.default.pipeline.iris-detectors.outputs", &ks, WAIT);
+    for (k, r) in &got {
+        assert_eq!(
+            r.tensors(),
+            "predict INT64 [1, 1] = [0]\nis_outlier INT64 [1] = [0]\ninstance_score FP64 [1] = [1.4609817913017316]",
+            "{k}"
+        );
+    }
+    let drift = env.collect_n("seldon.default.model.iris-drift.outputs", 1, WAIT);
+    let tensors = drift[0].1.tensors();
+    // 20 identical rows are nothing like the iris data: the KS test reports drift.
+    assert!(
+        tensors.starts_with("is_drift INT64 [1] = [1]\np_val FP64 [4] = "),
+        "{tensors}"
+    );
+}

@@ -262,6 +262,47 @@ impl Env {
         producer.flush(Duration::from_secs(10)).expect("flush");
     }
 
+    /// Reads `topic` from the beginning until it has given `n` records, whatever their keys.
+    pub fn collect_n(&self, topic: &str, n: usize, timeout: Duration) -> Vec<(String, Received)> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("group.id", "flowc-test-reader")
+            .create()
+            .expect("consumer");
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .expect("metadata");
+        let partitions = md.topics().first().map_or(0, |t| t.partitions().len() as i32);
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while got.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{topic}: {} of {n} records within {timeout:?}\n{}",
+                got.len(),
+                self.logs()
+            );
+            let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let m = m.expect("consume");
+            got.push((
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                Received {
+                    partition: m.partition(),
+                    headers: Vec::new(),
+                    value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+                },
+            ));
+        }
+        got
+    }
+
     /// Reads `topic` from the beginning until `keys` all have a record (or the timeout ends,
     /// which fails the test with every process's log). Returns the first record of each key.
     pub fn collect(&self, topic: &str, keys: &[String], timeout: Duration) -> BTreeMap<String, Received> {
