@@ -21,7 +21,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
 use crate::model_server::MAX_MESSAGE_BYTES;
-use crate::operator::ModelBackend;
+use crate::operator::{ModelBackend, ModelCallError};
 use crate::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
 
@@ -177,13 +177,21 @@ impl Drop for GrpcModels {
 }
 
 impl ModelBackend for GrpcModels {
-    fn infer(&self, model: &str, mut request: ModelInferRequest) -> Result<ModelInferResponse, String> {
-        let runtime = self.runtime.as_ref().ok_or("the model client is shut down")?;
+    fn infer(&self, model: &str, request: ModelInferRequest) -> Result<ModelInferResponse, String> {
+        self.call(model, request).map_err(|e| e.to_string())
+    }
+
+    fn call(&self, model: &str, mut request: ModelInferRequest) -> Result<ModelInferResponse, ModelCallError> {
+        let failed = ModelCallError::Failed;
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| failed("the model client is shut down".to_string()))?;
         let url = self
             .endpoint_of(model)
-            .ok_or_else(|| format!("no model server endpoint is configured for model {model}"))?
+            .ok_or_else(|| failed(format!("no model server endpoint is configured for model {model}")))?
             .to_string();
-        let channel = self.channel(runtime, &url)?;
+        let channel = self.channel(runtime, &url).map_err(failed)?;
         request.model_name = model.to_string();
         let call = Call {
             url,
@@ -197,7 +205,7 @@ impl ModelBackend for GrpcModels {
             let _ = tx.send(call.run(channel, request).await);
         });
         rx.recv()
-            .unwrap_or_else(|_| Err("the model client shut down during the call".to_string()))
+            .unwrap_or_else(|_| Err(failed("the model client shut down during the call".to_string())))
     }
 }
 
@@ -210,7 +218,7 @@ struct Call {
 }
 
 impl Call {
-    async fn run(self, channel: Channel, request: ModelInferRequest) -> Result<ModelInferResponse, String> {
+    async fn run(self, channel: Channel, request: ModelInferRequest) -> Result<ModelInferResponse, ModelCallError> {
         let mut client = GrpcInferenceServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -228,19 +236,22 @@ impl Call {
             grpc_request.set_timeout(self.timeout);
             let status = match tokio::time::timeout(self.timeout, client.model_infer(grpc_request)).await {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) if status.code() == Code::Unavailable && last => {
+                    return Err(ModelCallError::Unavailable(self.describe(&status, attempt)))
+                }
                 // The channel's connect timeout (the same length) may fire first: tonic reports
                 // it as CANCELLED "Timeout expired".
                 Ok(Err(status)) if !is_timeout(&status) => status,
                 Ok(Err(_)) | Err(_) => {
-                    return Err(format!(
+                    return Err(ModelCallError::Failed(format!(
                         "no answer from model server {} within {}",
                         self.url,
                         seconds(self.timeout)
-                    ))
+                    )))
                 }
             };
-            if status.code() != Code::Unavailable || last {
-                return Err(self.describe(&status, attempt));
+            if status.code() != Code::Unavailable {
+                return Err(ModelCallError::Failed(self.describe(&status, attempt)));
             }
             tracing::debug!(url = %self.url, attempt, code = ?status.code(), "model server unavailable, retrying");
             tokio::time::sleep(delay).await;

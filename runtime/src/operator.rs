@@ -10,6 +10,18 @@ use crate::ops;
 use crate::record::Record;
 use crate::state::{ChangelogRecord, Entry, StateError, StateStore};
 
+/// Why a model call gave no response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelCallError {
+    /// The model answered with an error (or too late): the text goes to the errors topic.
+    #[error("{0}")]
+    Failed(String),
+    /// The model server could not be reached at all: nothing is answered, the record is
+    /// retried once the server is back (the worker holds its offset).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// Calls a model: the model gateway in production, a function in tests.
 pub trait ModelBackend: Send + Sync {
     /// The model's response, or the error text for the errors topic.
@@ -18,6 +30,15 @@ pub trait ModelBackend: Send + Sync {
         model: &str,
         request: crate::proto::inference::ModelInferRequest,
     ) -> Result<crate::proto::inference::ModelInferResponse, String>;
+
+    /// Like [`ModelBackend::infer`], telling an unreachable server apart from a failed call.
+    fn call(
+        &self,
+        model: &str,
+        request: crate::proto::inference::ModelInferRequest,
+    ) -> Result<crate::proto::inference::ModelInferResponse, ModelCallError> {
+        self.infer(model, request).map_err(ModelCallError::Failed)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +51,9 @@ pub enum OpError {
     Tensor(#[from] crate::tensor::TensorError),
     #[error("{0}")]
     Invalid(String),
+    /// A model server is unreachable: the task stops, and the record is retried later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 #[derive(Debug, thiserror::Error)]

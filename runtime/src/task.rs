@@ -32,6 +32,9 @@ pub struct TaskOutput {
     pub records: Vec<(String, Record)>,
     /// State writes to produce to the stores' changelog topics.
     pub changelog: Vec<ChangelogRecord>,
+    /// Set when a model server was unreachable: the input was not handled and must be
+    /// retried (nothing of it should be written).
+    pub unavailable: Option<String>,
 }
 
 struct RtNode {
@@ -227,6 +230,10 @@ impl Task {
             };
             match result {
                 Ok(()) => self.route(i, emitted, &mut queue),
+                Err(OpError::Unavailable(text)) => {
+                    out.unavailable = Some(text);
+                    return;
+                }
                 Err(e) => self.fail(i, e, key, headers, partition, timestamp_ms, out),
             }
         }

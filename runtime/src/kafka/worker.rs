@@ -253,6 +253,8 @@ struct SubRunner {
     pool: Vec<Task>,
     /// Next offset to commit, per source topic and partition.
     pending: BTreeMap<(String, i32), i64>,
+    /// First offset read since the last commit: where to rewind when a model server is down.
+    uncommitted_from: BTreeMap<(String, i32), i64>,
 }
 
 impl SubRunner {
@@ -299,6 +301,7 @@ impl SubRunner {
             tasks: BTreeMap::new(),
             pool: Vec::new(),
             pending: BTreeMap::new(),
+            uncommitted_from: BTreeMap::new(),
         };
         if matches!(runner.plan().sub_topologies[sub].role, Role::ModelCall { .. }) {
             for _ in 0..runner.options.model_concurrency.max(1) {
@@ -349,6 +352,10 @@ impl SubRunner {
                                 continue;
                             };
                             let out = task.process(&topic, record, now_ms());
+                            if let Some(reason) = &out.unavailable {
+                                self.rewind(reason);
+                                break;
+                            }
                             self.send(partition, out)?;
                         } else {
                             deferred.push((topic, record));
@@ -391,6 +398,7 @@ impl SubRunner {
                     for p in partitions {
                         self.tasks.remove(&p);
                         self.pending.retain(|(_, q), _| *q != p);
+                        self.uncommitted_from.retain(|(_, q), _| *q != p);
                     }
                 }
                 GroupEvent::Assigned(partitions) => {
@@ -464,6 +472,9 @@ impl SubRunner {
         let partition = message.partition();
         let topic = message.topic().to_string();
         self.pending.insert((topic.clone(), partition), message.offset() + 1);
+        self.uncommitted_from
+            .entry((topic.clone(), partition))
+            .or_insert(message.offset());
         if !self.tasks.contains_key(&partition) {
             // Not ours (any more): the owner handles it.
             return None;
@@ -541,11 +552,34 @@ impl SubRunner {
                 })
                 .collect()
         });
-        for out in outputs?.into_iter().flatten() {
+        let outputs: Vec<TaskOutput> = outputs?.into_iter().flatten().collect();
+        if let Some(reason) = outputs.iter().find_map(|o| o.unavailable.clone()) {
+            // Nothing of this batch is written; it is all read again once the server is back.
+            self.rewind(&reason);
+            return Ok(());
+        }
+        for out in outputs {
             // No stores here, so no changelog records: the partition argument is unused.
             self.send(0, out)?;
         }
         Ok(())
+    }
+
+    /// A model server is unreachable: go back to the first uncommitted record of every
+    /// partition and wait a little, so those records are retried, not lost or answered with
+    /// an error (records already written are written again: at least once).
+    fn rewind(&mut self, reason: &str) {
+        tracing::warn!(pipeline = %self.plan().name, reason, "model server unreachable; retrying uncommitted records");
+        for ((topic, partition), offset) in std::mem::take(&mut self.uncommitted_from) {
+            if let Err(e) = self
+                .consumer
+                .seek(&topic, partition, Offset::Offset(offset), self.config.timeout)
+            {
+                tracing::warn!(topic, partition, error = %e, "seek failed");
+            }
+        }
+        self.pending.clear();
+        std::thread::sleep(Duration::from_millis(500));
     }
 
     /// Produces a task's outputs and changelog records.
@@ -622,7 +656,10 @@ impl SubRunner {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
         match commit(&self.consumer, &tpl) {
-            Ok(()) => self.pending.clear(),
+            Ok(()) => {
+                self.pending.clear();
+                self.uncommitted_from.clear();
+            }
             // Kept for the next commit (offsets are absolute); a revoke drops what is no
             // longer ours, and its new owner replays from the last commit.
             Err(e) => tracing::warn!(error = %e, "commit failed; retrying with the next batch"),

@@ -107,13 +107,14 @@ impl Operator for ModelCall {
             ));
         };
         request.model_name.clone_from(&self.model);
-        match self.backend.infer(&self.model, request) {
+        match self.backend.call(&self.model, request) {
             Ok(mut response) => {
                 response.model_name.clone_from(&self.model);
                 envelope.payload = Payload::Response(response);
                 ctx.emit(envelope);
             }
-            Err(text) => {
+            Err(crate::operator::ModelCallError::Unavailable(text)) => return Err(OpError::Unavailable(text)),
+            Err(crate::operator::ModelCallError::Failed(text)) => {
                 envelope.headers.retain(|(n, _)| n != header::PIPELINE_ERRORS);
                 envelope
                     .headers

@@ -1,0 +1,113 @@
+//! Model faults on a real broker: the model server killed mid-stream and back 10 s later
+//! (every request written meanwhile is answered, none lost, none turned into an error), a
+//! model that fails a request (`<model> : <text>` answers it), and a model that never answers
+//! (the call's timeout turns into an error record, the consumer goes on).
+
+mod support;
+
+use std::time::Duration;
+
+use support::{fp32, int32, keys, request, Env, Proc};
+
+const WAIT: Duration = Duration::from_secs(120);
+const OUTPUTS: &str = "seldon.default.pipeline.tfsimples.outputs";
+
+fn sum_diff() -> flowc_runtime::proto::inference::ModelInferRequest {
+    request(vec![
+        int32("INPUT0", vec![1, 16], (1..=16).collect()),
+        int32("INPUT1", vec![1, 16], (1..=16).collect()),
+    ])
+}
+
+fn model_server(env: &Env, name: &str, port: u16) -> Proc {
+    let listen = format!("127.0.0.1:{port}");
+    let file = support::root().join("samples/chain.yaml").display().to_string();
+    let proc = Proc::spawn(name, env.dir.path(), &["model-server", "--listen", &listen, &file]);
+    proc.wait_for_log("serving", 1, Duration::from_secs(20));
+    proc
+}
+
+#[test]
+fn a_model_server_down_for_10s_loses_nothing_and_model_errors_answer() {
+    let mut env = Env::start();
+    let port = support::free_port();
+    let mut server = model_server(&env, "model-server-1", port);
+    env.model_url = Some(format!("http://127.0.0.1:{port}"));
+    env.apply(&["samples/chain.yaml"], 2);
+    env.start_worker("worker");
+    let producer = env.producer();
+    let expected = format!(
+        "OUTPUT0 INT32 [1, 16] = {0:?}\nOUTPUT1 INT32 [1, 16] = {0:?}",
+        (1..=16).map(|i| 2 * i).collect::<Vec<i32>>()
+    );
+
+    let before = keys("before", 3);
+    for k in &before {
+        env.send(&producer, "tfsimples", k, &sum_diff());
+    }
+    env.collect(OUTPUTS, &before, WAIT);
+
+    // Down: requests keep coming; back after 10 s on the same address.
+    server.kill();
+    let during = keys("during", 10);
+    for k in &during {
+        env.send(&producer, "tfsimples", k, &sum_diff());
+    }
+    std::thread::sleep(Duration::from_secs(10));
+    let _server = model_server(&env, "model-server-2", port);
+    let got = env.collect(OUTPUTS, &during, WAIT);
+    for k in &during {
+        assert_eq!(
+            got[k].header("seldon-pipeline-errors"),
+            None,
+            "{k} answered with an error: {}",
+            String::from_utf8_lossy(&got[k].value)
+        );
+        assert_eq!(got[k].tensors(), expected, "{k}");
+    }
+
+    // A request the model rejects: its error record answers it.
+    let bad = request(vec![
+        fp32("INPUT0", vec![1], vec![1.0]),
+        fp32("INPUT1", vec![1], vec![1.0]),
+    ]);
+    env.send(&producer, "tfsimples", "bad", &bad);
+    let got = env.collect(OUTPUTS, &["bad".to_string()], WAIT);
+    assert_eq!(got["bad"].header("seldon-pipeline-errors"), Some("tfsimple1"));
+    let text = String::from_utf8_lossy(&got["bad"].value).into_owned();
+    assert!(text.contains("INPUT0: expected INT32, got FP32"), "{text}");
+}
+
+#[test]
+fn a_model_that_never_answers_becomes_an_error_record() {
+    let mut env = Env::start();
+    // Accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_url = format!("tfsimple1=http://{}", silent.local_addr().expect("addr"));
+    let _keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    env.start_model_server(&["samples/chain.yaml"]);
+    env.apply(&["samples/chain.yaml"], 2);
+    env.start_worker_with_args(
+        "worker",
+        &["--model-endpoint", &silent_url, "--model-timeout-ms", "1000"],
+    );
+    let producer = env.producer();
+    let ks = keys("slow", 3);
+    for k in &ks {
+        env.send(&producer, "tfsimples", k, &sum_diff());
+    }
+    let got = env.collect(OUTPUTS, &ks, WAIT);
+    for k in &ks {
+        assert_eq!(got[k].header("seldon-pipeline-errors"), Some("tfsimple1"), "{k}");
+        let text = String::from_utf8_lossy(&got[k].value).into_owned();
+        assert!(
+            text.contains("no answer from model server") && text.contains("within 1s"),
+            "{k}: {text}"
+        );
+    }
+}
