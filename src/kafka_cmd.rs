@@ -193,7 +193,14 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let config = args.kafka.config()?;
     let mut options = worker::WorkerOptions::new(&args.kafka.prefix, &args.state_dir);
     options.model_concurrency = args.model_concurrency.max(1);
-    options.models = crate::model_backend(&args.model_server, &args.model_endpoint, args.model_timeout_ms)?;
+    let fallback = crate::model_backend(&args.model_server, &args.model_endpoint, args.model_timeout_ms)?;
+    // Models placed on deployed Servers are called there; others through the flags above.
+    let placed = Arc::new(flowc_runtime::kafka::placement::PlacedModels::new(
+        fallback,
+        Duration::from_millis(args.model_timeout_ms.max(1)),
+    ));
+    options.models = Some(placed.clone());
+    options.placed = Some(placed);
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("cannot create state dir {}", args.state_dir.display()))?;
     let stop = Arc::new(AtomicBool::new(false));

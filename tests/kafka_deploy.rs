@@ -157,3 +157,70 @@ fn apply_list_status_update_and_delete() {
     let worker = env.procs.last().expect("worker");
     worker.wait_for_log("stopping consumer (undeployed or changed)", 1, Duration::from_secs(30));
 }
+
+#[test]
+fn models_run_on_the_server_they_are_placed_on() {
+    let mut env = Env::start();
+    let port = support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let chain = support::root().join("samples/chain.yaml").display().to_string();
+    let server = support::Proc::spawn(
+        "model-server",
+        env.dir.path(),
+        &["model-server", "--listen", &listen, &chain],
+    );
+    server.wait_for_log("serving", 1, Duration::from_secs(20));
+    env.procs.push(server);
+
+    // A Server with the `flowc` capability the chain's Models require.
+    let servers = env.dir.path().join("servers.yaml");
+    std::fs::write(
+        &servers,
+        format!(
+            "apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata:\n  name: reference\nspec:\n  capabilities: [flowc]\n  endpoints: [\"http://{listen}\", \"grpc://{listen}\"]\n"
+        ),
+    )
+    .expect("write");
+    let out = env.apply(&["samples/chain.yaml", servers.to_str().expect("path")], 2);
+    assert!(
+        out.contains(&format!(
+            "model tfsimple1: create, on server reference (http://{listen})"
+        )),
+        "{out}"
+    );
+    // No --model-server: the worker finds the model through its Server.
+    assert!(env.model_url.is_none());
+    env.start_worker("worker");
+    let producer = env.producer();
+    let ks = keys("placed", 3);
+    let req = request(vec![
+        int32("INPUT0", vec![1, 16], (1..=16).collect()),
+        int32("INPUT1", vec![1, 16], (1..=16).collect()),
+    ]);
+    for k in &ks {
+        env.send(&producer, "tfsimples", k, &req);
+    }
+    let got = env.collect(
+        "seldon.default.pipeline.tfsimples.outputs",
+        &ks,
+        Duration::from_secs(90),
+    );
+    for k in &ks {
+        assert_eq!(got[k].header("seldon-pipeline-errors"), None, "{k}");
+    }
+
+    // A model no deployed Server can run is refused.
+    let torch = env.dir.path().join("torch.yaml");
+    std::fs::write(
+        &torch,
+        "apiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata:\n  name: resnet\nspec:\n  storageUri: \"s3://models/resnet\"\n  requirements: [pytorch]\n",
+    )
+    .expect("write");
+    let out = env.flowc(&["apply", torch.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("model resnet fits no Server: it requires [pytorch]; servers: reference [flowc]"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use flowc_compiler::plan::{ModelPlan, PipelinePlan};
+use flowc_compiler::plan::{ModelPlan, PipelinePlan, ServerPlan};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -27,6 +27,7 @@ pub fn control_topic(prefix: &str) -> String {
 pub enum Deployment {
     Pipeline(PipelineDeployment),
     Model(ModelPlan),
+    Server(ServerPlan),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,8 +44,13 @@ impl Deployment {
         match self {
             Deployment::Pipeline(p) => pipeline_key(&p.plan.namespace, &p.plan.name),
             Deployment::Model(m) => model_key(&m.namespace, &m.name),
+            Deployment::Server(x) => server_key(&x.namespace, &x.name),
         }
     }
+}
+
+pub fn server_key(namespace: &str, name: &str) -> String {
+    format!("server/{namespace}/{name}")
 }
 
 pub fn pipeline_key(namespace: &str, name: &str) -> String {
@@ -139,14 +145,29 @@ impl ControlReader {
     pub fn pipelines(&self) -> impl Iterator<Item = &PipelineDeployment> {
         self.deployments.values().filter_map(|d| match d {
             Deployment::Pipeline(p) => Some(p),
-            Deployment::Model(_) => None,
+            _ => None,
         })
     }
 
     pub fn models(&self) -> impl Iterator<Item = &ModelPlan> {
-        self.deployments.values().filter_map(|d| match d {
-            Deployment::Model(m) => Some(m),
-            Deployment::Pipeline(_) => None,
-        })
+        models(&self.deployments)
     }
+
+    pub fn servers(&self) -> impl Iterator<Item = &ServerPlan> {
+        servers(&self.deployments)
+    }
+}
+
+pub fn models(deployments: &Deployments) -> impl Iterator<Item = &ModelPlan> {
+    deployments.values().filter_map(|d| match d {
+        Deployment::Model(m) => Some(m),
+        _ => None,
+    })
+}
+
+pub fn servers(deployments: &Deployments) -> impl Iterator<Item = &ServerPlan> {
+    deployments.values().filter_map(|d| match d {
+        Deployment::Server(x) => Some(x),
+        _ => None,
+    })
 }

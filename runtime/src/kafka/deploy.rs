@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use flowc_compiler::plan::{ModelPlan, PipelinePlan, Plan};
+use flowc_compiler::plan::{ModelPlan, PipelinePlan, Plan, ServerPlan};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -246,6 +246,32 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
         }
     }
 
+    // Where each model runs: Servers of these files and deployed ones (these files win).
+    let mut servers: BTreeMap<(String, String), ServerPlan> = super::control::servers(&deployed)
+        .map(|x| ((x.namespace.clone(), x.name.clone()), x.clone()))
+        .collect();
+    for x in &plan.servers {
+        servers.insert((x.namespace.clone(), x.name.clone()), x.clone());
+    }
+    let mut placed_on: BTreeMap<String, String> = BTreeMap::new();
+    for m in &plan.models {
+        let here: Vec<ServerPlan> = servers
+            .values()
+            .filter(|x| x.namespace == m.namespace)
+            .cloned()
+            .collect();
+        match super::placement::place(m, &here) {
+            Ok(Some(server)) => match super::placement::grpc_endpoint(server) {
+                Ok(url) => {
+                    placed_on.insert(m.name.clone(), format!("on server {} ({url})", server.name));
+                }
+                Err(e) => problems.push(format!("model {}: {e}", m.name)),
+            },
+            Ok(None) => {}
+            Err(e) => problems.push(e),
+        }
+    }
+
     // Topics: what exists, what must be created and with how many partitions.
     let mut wanted: BTreeMap<String, bool> = BTreeMap::new();
     for p in &plan.pipelines {
@@ -300,7 +326,10 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
             Some(Deployment::Model(old)) if old == m => "unchanged",
             Some(_) => "update",
         };
-        report.lines.push(format!("model {}: {verb}", m.name));
+        match placed_on.get(&m.name) {
+            Some(on) => report.lines.push(format!("model {}: {verb}, {on}", m.name)),
+            None => report.lines.push(format!("model {}: {verb}", m.name)),
+        }
     }
     for p in &plan.pipelines {
         let key = pipeline_key(&p.namespace, &p.name);
@@ -345,6 +374,9 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
     }
     let applied_at_ms = now_ms();
     let mut records = Vec::new();
+    for x in &plan.servers {
+        records.push(json_record(&Deployment::Server(x.clone()))?);
+    }
     for m in &plan.models {
         records.push(json_record(&Deployment::Model(m.clone()))?);
     }
@@ -424,7 +456,7 @@ pub fn delete(config: &KafkaConfig, prefix: &str, namespace: &str, name: &str) -
             .values()
             .filter_map(|d| match d {
                 Deployment::Pipeline(p) => Some(p.plan.name.as_str()),
-                Deployment::Model(_) => None,
+                _ => None,
             })
             .collect();
         return Err(KafkaError::Deploy(format!(
@@ -444,7 +476,7 @@ pub fn delete(config: &KafkaConfig, prefix: &str, namespace: &str, name: &str) -
             .filter(|(k, _)| **k != key)
             .filter_map(|(_, d)| match d {
                 Deployment::Pipeline(p) => Some(p.plan.topics.iter().map(|t| t.name.as_str())),
-                Deployment::Model(_) => None,
+                _ => None,
             })
             .flatten()
             .collect();
@@ -575,6 +607,16 @@ pub fn render_list(deployments: &Deployments) -> String {
                     model_source(m),
                     "",
                     ""
+                );
+            }
+            Deployment::Server(x) => {
+                let _ = writeln!(
+                    out,
+                    "{:<9} {:<24} {:<12} {}",
+                    "server",
+                    x.name,
+                    x.namespace,
+                    x.endpoints.join(" ")
                 );
             }
         }

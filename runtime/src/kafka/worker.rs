@@ -48,6 +48,9 @@ pub struct WorkerOptions {
     pub tick: Duration,
     /// Model calls in flight at once per model-call consumer.
     pub model_concurrency: usize,
+    /// Placement of models on deployed Servers, kept up to date from the deployment log
+    /// (usually also `models`).
+    pub placed: Option<Arc<super::placement::PlacedModels>>,
 }
 
 impl WorkerOptions {
@@ -59,6 +62,7 @@ impl WorkerOptions {
             max_batch: 500,
             tick: Duration::from_millis(100),
             model_concurrency: 16,
+            placed: None,
         }
     }
 }
@@ -79,6 +83,11 @@ pub fn run(config: &KafkaConfig, options: &WorkerOptions, stop: Arc<AtomicBool>)
     let mut dirty = true;
     while !stop.load(Ordering::Relaxed) {
         if dirty {
+            if let Some(placed) = &options.placed {
+                let models: Vec<_> = control.models().cloned().collect();
+                let servers: Vec<_> = control.servers().cloned().collect();
+                placed.update(super::placement::placements(&models, &servers));
+            }
             reconcile(config, options, &control, &mut runners);
         }
         // A runner that died (a bug, or a broker error it could not recover from) restarts.
