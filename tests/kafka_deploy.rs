@@ -184,7 +184,7 @@ fn models_run_on_the_server_they_are_placed_on() {
     let out = env.apply(&["samples/chain.yaml", servers.to_str().expect("path")], 2);
     assert!(
         out.contains(&format!(
-            "model tfsimple1: create, on server reference (http://{listen})"
+            "model tfsimple1: create, on server reference (http://{listen}, ready)"
         )),
         "{out}"
     );

@@ -154,6 +154,35 @@ impl GrpcModels {
     }
 
     /// The channel to `url`, made on first use (inside the runtime: tonic spawns its worker).
+    /// Whether the server at `model`'s endpoint says the model is ready (gRPC `ModelReady`),
+    /// within the call timeout. `Err` when the server cannot be asked.
+    pub fn ready(&self, model: &str) -> Result<bool, String> {
+        let runtime = self.runtime.as_ref().ok_or("the model client is shut down")?;
+        let url = self
+            .endpoint_of(model)
+            .ok_or_else(|| format!("no model server endpoint is configured for model {model}"))?
+            .to_string();
+        let channel = self.channel(runtime, &url)?;
+        let (timeout, name) = (self.timeout, model.to_string());
+        let (tx, rx) = mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let mut client = GrpcInferenceServiceClient::new(channel);
+            let request = crate::proto::inference::ModelReadyRequest {
+                name,
+                ..Default::default()
+            };
+            let answer = match tokio::time::timeout(timeout, client.model_ready(request)).await {
+                Ok(Ok(r)) => Ok(r.into_inner().ready),
+                Ok(Err(status)) if status.code() == Code::NotFound => Ok(false),
+                Ok(Err(status)) => Err(format!("model server {url}: {}", status.message())),
+                Err(_) => Err(format!("no answer from model server {url} within {}", seconds(timeout))),
+            };
+            let _ = tx.send(answer);
+        });
+        rx.recv()
+            .unwrap_or_else(|_| Err("the model client shut down".to_string()))
+    }
+
     fn channel(&self, runtime: &Runtime, url: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         let (endpoint, channel) = channels

@@ -263,7 +263,16 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
         match super::placement::place(m, &here) {
             Ok(Some(server)) => match super::placement::grpc_endpoint(server) {
                 Ok(url) => {
-                    placed_on.insert(m.name.clone(), format!("on server {} ({url})", server.name));
+                    // Readiness is reported, not required: a server may load the model later.
+                    let ready = crate::model_client::GrpcModels::connect(&url)
+                        .map_err(|e| e.to_string())
+                        .and_then(|c| c.with_timeout(Duration::from_secs(3)).ready(&m.name));
+                    let state = match ready {
+                        Ok(true) => "ready".to_string(),
+                        Ok(false) => "NOT READY".to_string(),
+                        Err(e) => format!("readiness unknown: {e}"),
+                    };
+                    placed_on.insert(m.name.clone(), format!("on server {} ({url}, {state})", server.name));
                 }
                 Err(e) => problems.push(format!("model {}: {e}", m.name)),
             },
