@@ -1,5 +1,6 @@
 //! `flowc model-server`: serves the Models of some YAML whose `storageUri` is `flowc://<name>`
-//! with flowc's reference models over Open Inference Protocol gRPC (PIPELINES.md §9).
+//! with flowc's reference models over Open Inference Protocol gRPC, and REST with `--http-listen`
+//! (PIPELINES.md §9).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use flowc_compiler::{diagnostic, CompileOptions};
+use flowc_runtime::model_rest::serve_http;
 use flowc_runtime::model_server::{serve, ReferenceServer};
 
 #[derive(clap::Args)]
@@ -17,6 +19,9 @@ pub struct Args {
     /// Address to serve gRPC on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:9500")]
     listen: String,
+    /// Address to also serve REST (HTTP/JSON) on (port 0: any free port).
+    #[arg(long)]
+    http_listen: Option<String>,
     /// Topic prefix (only affects compiling the plan).
     #[arg(long, default_value = "seldon")]
     prefix: String,
@@ -47,18 +52,44 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
+        let http_listener = match &args.http_listen {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen on {a}"))?,
+            ),
+            None => None,
+        };
+        let http_addr = match &http_listener {
+            Some(l) => format!(" and http://{}", l.local_addr()?),
+            None => String::new(),
+        };
         let served: Vec<String> = server
             .models()
             .iter()
             .map(|(model, reference)| format!("{model} ({reference})"))
             .collect();
         eprintln!(
-            "serving {} model{} on grpc://{addr}: {}",
+            "serving {} model{} on grpc://{addr}{http_addr}: {}",
             served.len(),
             if served.len() == 1 { "" } else { "s" },
             served.join(", ")
         );
-        serve(listener, server, shutdown_signal()).await?;
+        // One signal stops both servers.
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let http = http_listener.map(|l| {
+            tokio::spawn(serve_http(l, server.clone(), async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        });
+        let grpc = serve(listener, server, async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        grpc.await?;
+        if let Some(http) = http {
+            http.await.context("the REST server panicked")??;
+        }
         eprintln!("stopped");
         Ok(ExitCode::SUCCESS)
     })

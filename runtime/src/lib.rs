@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod json;
 pub mod kafka;
 pub mod model_client;
+pub mod model_rest;
 pub mod model_server;
 pub mod operator;
 pub mod ops;
