@@ -164,10 +164,11 @@ fn models_run_on_the_server_they_are_placed_on() {
     let port = support::free_port();
     let listen = format!("127.0.0.1:{port}");
     let chain = support::root().join("samples/chain.yaml").display().to_string();
+    let http = format!("127.0.0.1:{}", support::free_port());
     let server = support::Proc::spawn(
         "model-server",
         env.dir.path(),
-        &["model-server", "--listen", &listen, &chain],
+        &["model-server", "--listen", &listen, "--http-listen", &http, &chain],
     );
     server.wait_for_log("serving", 1, Duration::from_secs(20));
     env.procs.push(server);
@@ -177,14 +178,14 @@ fn models_run_on_the_server_they_are_placed_on() {
     std::fs::write(
         &servers,
         format!(
-            "apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata:\n  name: reference\nspec:\n  capabilities: [flowc]\n  endpoints: [\"http://{listen}\", \"grpc://{listen}\"]\n"
+            "apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata:\n  name: reference\nspec:\n  capabilities: [flowc]\n  endpoints: [\"http://{http}\", \"grpc://{listen}\"]\n"
         ),
     )
     .expect("write");
     let out = env.apply(&["samples/chain.yaml", servers.to_str().expect("path")], 2);
     assert!(
         out.contains(&format!(
-            "model tfsimple1: create, on server reference (http://{listen}, ready)"
+            "model tfsimple1: create, on server reference (gRPC http://{listen}, ready)"
         )),
         "{out}"
     );

@@ -82,8 +82,8 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
 
 /// Trains the iris model into `<dir>/iris` with the venv's Python, starts `mlserver start` on
 /// it and waits until MLServer reports the model ready (`GET /v2/models/iris/ready` is 200).
-/// Returns the running server (killed on drop) and its gRPC URL.
-fn start_mlserver(bin: &Path, dir: &Path) -> (Proc, String) {
+/// Returns the running server (killed on drop) and its gRPC and HTTP ports.
+fn start_mlserver(bin: &Path, dir: &Path) -> (Proc, u16, u16) {
     // The folder is named like the model: MLServer warns when they differ.
     let model_dir = dir.join("iris");
     let (http_port, grpc_port) = two_ports();
@@ -124,7 +124,7 @@ fn start_mlserver(bin: &Path, dir: &Path) -> (Proc, String) {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("mlserver ready in {:.1?}", started.elapsed());
-    (server, format!("http://127.0.0.1:{grpc_port}"))
+    (server, grpc_port, http_port)
 }
 
 /// Request `i`: `[n, 4]` FP32 of 1 to 3 rows, every species in turn; even requests typed
@@ -165,13 +165,30 @@ fn iris_pipeline_calls_a_real_mlserver() {
     let bin = mlserver_bin();
     let began = Instant::now();
     let mut env = Env::start();
-    let (server, grpc_url) = start_mlserver(&bin, env.dir.path());
+    let (server, grpc_port, http_port) = start_mlserver(&bin, env.dir.path());
+    let grpc_url = format!("http://127.0.0.1:{grpc_port}");
     // With the flowc processes: killed with them, and its log shown with theirs on failure.
     env.procs.push(server);
 
-    env.apply(&["tests/mlserver/iris.yaml"], 2);
-    let endpoint = format!("iris={grpc_url}");
-    env.start_worker_with_args("worker", &["--model-endpoint", &endpoint]);
+    // MLServer as a `kind: Server`: apply places `iris` on it by its `sklearn` requirement,
+    // loads it through MLServer's repository API and checks it is ready; the worker finds it
+    // through the placement (no --model-server).
+    let server_yaml = env.dir.path().join("mlserver-server.yaml");
+    std::fs::write(
+        &server_yaml,
+        format!(
+            "apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata:\n  name: mlserver\nspec:\n  capabilities: [sklearn, mlserver]\n  endpoints: [\"http://127.0.0.1:{http_port}\", \"grpc://127.0.0.1:{grpc_port}\"]\n"
+        ),
+    )
+    .expect("write the Server");
+    let applied = env.apply(&["tests/mlserver/iris.yaml", server_yaml.to_str().expect("path")], 2);
+    assert!(
+        applied.contains(&format!(
+            "model iris: create, on server mlserver (gRPC {grpc_url}, loaded, ready)"
+        )),
+        "{applied}"
+    );
+    env.start_worker("worker");
 
     let producer = env.producer();
     let keys = keys("iris", 6);

@@ -261,18 +261,17 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
             .cloned()
             .collect();
         match super::placement::place(m, &here) {
-            Ok(Some(server)) => match super::placement::grpc_endpoint(server) {
-                Ok(url) => {
-                    // Readiness is reported, not required: a server may load the model later.
-                    let ready = crate::model_client::GrpcModels::connect(&url)
-                        .map_err(|e| e.to_string())
-                        .and_then(|c| c.with_timeout(Duration::from_secs(3)).ready(&m.name));
-                    let state = match ready {
-                        Ok(true) => "ready".to_string(),
-                        Ok(false) => "NOT READY".to_string(),
-                        Err(e) => format!("readiness unknown: {e}"),
+            Ok(Some(server)) => match super::placement::endpoint(server) {
+                Ok(endpoint) => {
+                    let state = if options.dry_run {
+                        "not loaded: dry run".to_string()
+                    } else {
+                        load_and_check(m, server, &endpoint)
                     };
-                    placed_on.insert(m.name.clone(), format!("on server {} ({url}, {state})", server.name));
+                    placed_on.insert(
+                        m.name.clone(),
+                        format!("on server {} ({endpoint}, {state})", server.name),
+                    );
                 }
                 Err(e) => problems.push(format!("model {}: {e}", m.name)),
             },
@@ -637,4 +636,50 @@ fn model_source(m: &ModelPlan) -> String {
     m.reference_model
         .clone()
         .map_or_else(|| m.storage_uri.clone(), |r| format!("flowc://{r}"))
+}
+
+/// Loads a placed model through its server's repository API where it has one (MLServer:
+/// `POST /v2/repository/models/<m>/load`; a server without it answers 404, which is fine) and
+/// reports whether the model is ready. Neither is required: a server may load it later.
+fn load_and_check(model: &ModelPlan, server: &ServerPlan, endpoint: &super::placement::Endpoint) -> String {
+    let mut notes = Vec::new();
+    if let Some(rest) = super::placement::rest_endpoint(server) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        match agent
+            .post(&format!("{rest}/v2/repository/models/{}/load", model.name))
+            .send_empty()
+        {
+            Ok(r) if r.status().is_success() => notes.push("loaded".to_string()),
+            Ok(r) if r.status().as_u16() == 404 => {}
+            Ok(r) => notes.push(format!("load answered HTTP {}", r.status().as_u16())),
+            Err(e) => notes.push(format!("load failed: {e}")),
+        }
+    }
+    let ready = match endpoint {
+        super::placement::Endpoint::Grpc(url) => crate::model_client::GrpcModels::connect(url)
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.with_timeout(Duration::from_secs(3)).ready(&model.name)),
+        super::placement::Endpoint::Rest(url) => {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(3)))
+                .http_status_as_error(false)
+                .build()
+                .into();
+            agent
+                .get(&format!("{url}/v2/models/{}/ready", model.name))
+                .call()
+                .map(|r| r.status().is_success())
+                .map_err(|e| e.to_string())
+        }
+    };
+    notes.push(match ready {
+        Ok(true) => "ready".to_string(),
+        Ok(false) => "NOT READY".to_string(),
+        Err(e) => format!("readiness unknown: {e}"),
+    });
+    notes.join(", ")
 }

@@ -2,7 +2,7 @@
 //! first Server (by name) whose capabilities include all of the model's requirements. A
 //! `kind: Server` carries the endpoints of a running Open Inference Protocol server
 //! (`grpc://host:port`, `http://host:port`); workers call a placed model at its Server's gRPC
-//! endpoint. Without any Server, or for a `flowc://` reference model that no Server fits,
+//! endpoint, or its REST endpoint if it lists no gRPC one. Without any Server, or for a `flowc://` reference model that no Server fits,
 //! there is no placement and the worker's own `--model-server` is used.
 
 use std::collections::BTreeMap;
@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use flowc_compiler::plan::{ModelPlan, ServerPlan};
 
 use crate::model_client::GrpcModels;
+use crate::model_rest::RestModels;
 use crate::operator::{ModelBackend, ModelCallError};
 use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
 
@@ -45,32 +46,74 @@ pub fn place<'a>(model: &ModelPlan, servers: &'a [ServerPlan]) -> Result<Option<
     }
 }
 
-/// The gRPC endpoint of a Server as a URL the gRPC client takes (`grpc://h:p` → `http://h:p`).
-pub fn grpc_endpoint(server: &ServerPlan) -> Result<String, String> {
+/// How a placed model is called.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Endpoint {
+    /// gRPC `ModelInfer`, at an `http://host:port` URL (tonic's form of `grpc://`).
+    Grpc(String),
+    /// REST `POST /v2/models/<m>/infer`.
+    Rest(String),
+}
+
+impl Endpoint {
+    pub fn url(&self) -> &str {
+        match self {
+            Endpoint::Grpc(u) | Endpoint::Rest(u) => u,
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Grpc(u) => write!(f, "gRPC {u}"),
+            Endpoint::Rest(u) => write!(f, "REST {u}"),
+        }
+    }
+}
+
+/// A Server's endpoint for model calls: gRPC (§6's default) if it lists one, else REST.
+pub fn endpoint(server: &ServerPlan) -> Result<Endpoint, String> {
+    let grpc = server.endpoints.iter().find_map(|e| {
+        e.strip_prefix("grpc://")
+            .map(|rest| Endpoint::Grpc(format!("http://{rest}")))
+    });
+    let rest = || {
+        server
+            .endpoints
+            .iter()
+            .find(|e| e.starts_with("http://") || e.starts_with("https://"))
+            .map(|e| Endpoint::Rest(e.trim_end_matches('/').to_string()))
+    };
+    grpc.or_else(rest).ok_or_else(|| {
+        format!(
+            "server {} has no grpc:// or http:// endpoint (it lists: {})",
+            server.name,
+            if server.endpoints.is_empty() {
+                "none".to_string()
+            } else {
+                server.endpoints.join(", ")
+            }
+        )
+    })
+}
+
+/// A Server's REST endpoint, if it lists one (for its repository API).
+pub fn rest_endpoint(server: &ServerPlan) -> Option<String> {
     server
         .endpoints
         .iter()
-        .find_map(|e| e.strip_prefix("grpc://").map(|rest| format!("http://{rest}")))
-        .ok_or_else(|| {
-            format!(
-                "server {} has no grpc:// endpoint (it lists: {}); flowc workers call models over gRPC",
-                server.name,
-                if server.endpoints.is_empty() {
-                    "none".to_string()
-                } else {
-                    server.endpoints.join(", ")
-                }
-            )
-        })
+        .find(|e| e.starts_with("http://") || e.starts_with("https://"))
+        .map(|e| e.trim_end_matches('/').to_string())
 }
 
 /// Model → endpoint for every placed model; models that fit nowhere are left out.
-pub fn placements(models: &[ModelPlan], servers: &[ServerPlan]) -> BTreeMap<String, String> {
+pub fn placements(models: &[ModelPlan], servers: &[ServerPlan]) -> BTreeMap<String, Endpoint> {
     let mut out = BTreeMap::new();
     for m in models {
         if let Ok(Some(server)) = place(m, servers) {
-            if let Ok(url) = grpc_endpoint(server) {
-                out.insert(m.name.clone(), url);
+            if let Ok(e) = endpoint(server) {
+                out.insert(m.name.clone(), e);
             }
         }
     }
@@ -83,8 +126,8 @@ pub fn placements(models: &[ModelPlan], servers: &[ServerPlan]) -> BTreeMap<Stri
 pub struct PlacedModels {
     fallback: Option<Arc<dyn ModelBackend>>,
     timeout: std::time::Duration,
-    placement: RwLock<BTreeMap<String, String>>,
-    clients: RwLock<BTreeMap<String, Arc<GrpcModels>>>,
+    placement: RwLock<BTreeMap<String, Endpoint>>,
+    clients: RwLock<BTreeMap<Endpoint, Arc<dyn ModelBackend>>>,
 }
 
 impl PlacedModels {
@@ -97,7 +140,7 @@ impl PlacedModels {
         }
     }
 
-    pub fn update(&self, placement: BTreeMap<String, String>) {
+    pub fn update(&self, placement: BTreeMap<String, Endpoint>) {
         if let Ok(mut p) = self.placement.write() {
             if *p != placement {
                 tracing::info!(?placement, "model placement");
@@ -106,15 +149,18 @@ impl PlacedModels {
         }
     }
 
-    fn client(&self, url: &str) -> Result<Arc<GrpcModels>, ModelCallError> {
-        if let Some(c) = self.clients.read().ok().and_then(|c| c.get(url).cloned()) {
+    fn client(&self, endpoint: &Endpoint) -> Result<Arc<dyn ModelBackend>, ModelCallError> {
+        if let Some(c) = self.clients.read().ok().and_then(|c| c.get(endpoint).cloned()) {
             return Ok(c);
         }
-        let client = GrpcModels::connect(url)
-            .map(|c| Arc::new(c.with_timeout(self.timeout)))
-            .map_err(|e| ModelCallError::Failed(format!("model server {url}: {e}")))?;
+        let client: Arc<dyn ModelBackend> = match endpoint {
+            Endpoint::Grpc(url) => GrpcModels::connect(url)
+                .map(|c| Arc::new(c.with_timeout(self.timeout)) as Arc<dyn ModelBackend>)
+                .map_err(|e| ModelCallError::Failed(format!("model server {url}: {e}")))?,
+            Endpoint::Rest(url) => Arc::new(RestModels::connect(url).with_timeout(self.timeout)),
+        };
         if let Ok(mut clients) = self.clients.write() {
-            clients.insert(url.to_string(), client.clone());
+            clients.insert(endpoint.clone(), client.clone());
         }
         Ok(client)
     }
@@ -128,7 +174,7 @@ impl ModelBackend for PlacedModels {
     fn call(&self, model: &str, request: ModelInferRequest) -> Result<ModelInferResponse, ModelCallError> {
         let url = self.placement.read().ok().and_then(|p| p.get(model).cloned());
         match (url, &self.fallback) {
-            (Some(url), _) => self.client(&url)?.call(model, request),
+            (Some(endpoint), _) => self.client(&endpoint)?.call(model, request),
             (None, Some(fallback)) => fallback.call(model, request),
             (None, None) => Err(ModelCallError::Failed(format!(
                 "model {model} is on no Server and this worker has no --model-server"
