@@ -235,10 +235,15 @@ mod tests {
             on(&model("d", &[], Some("nope"), None)),
             Err("model d names server nope, which is neither in these files nor deployed".to_string())
         );
-        assert_eq!(grpc_endpoint(&servers[1]), Ok("http://m:8081".to_string()));
-        assert!(grpc_endpoint(&server("h", &[], &["http://x:1"]))
+        assert_eq!(endpoint(&servers[1]), Ok(Endpoint::Grpc("http://m:8081".to_string())));
+        assert_eq!(
+            endpoint(&server("h", &[], &["http://x:1/"])),
+            Ok(Endpoint::Rest("http://x:1".to_string()))
+        );
+        assert!(endpoint(&server("n", &[], &[]))
             .unwrap_err()
-            .contains("no grpc:// endpoint"));
+            .contains("no grpc:// or http:// endpoint"));
+        assert_eq!(rest_endpoint(&servers[1]), Some("http://m:8080".to_string()));
         assert_eq!(place(&model("e", &["x"], None, None), &[]), Ok(None));
     }
 }
