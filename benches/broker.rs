@@ -183,10 +183,20 @@ fn relay(
                     p.poll(Duration::from_millis(5));
                 }
             }
-            p.flush(Duration::from_secs(30)).unwrap();
+            settle(&p);
             let _ = c.commit(&offsets, CommitMode::Sync);
         }
     })
+}
+
+/// Waits until every record sent is acknowledged, as the worker does (rdkafka's `flush`
+/// polls in 100 ms slices, which would cost every batch 100 ms).
+fn settle(p: &BaseProducer) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.in_flight_count() > 0 {
+        assert!(Instant::now() < deadline, "records not acknowledged within 30 s");
+        p.poll(Duration::from_millis(1));
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

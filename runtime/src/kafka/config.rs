@@ -102,6 +102,9 @@ impl KafkaConfig {
             ("session.timeout.ms", "6000".into()),
             ("heartbeat.interval.ms", "1000".into()),
             ("max.poll.interval.ms", "10000".into()),
+            // A record waits at most this long in the broker before a fetch returns: each hop
+            // of a pipeline pays it once (librdkafka's 500 ms default made ~250 ms per hop).
+            ("fetch.wait.max.ms", "10".into()),
             ("socket.timeout.ms", Self::ms(self.timeout)),
         ])
     }

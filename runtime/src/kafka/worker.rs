@@ -648,9 +648,19 @@ impl SubRunner {
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.producer
-            .flush(self.config.timeout.max(Duration::from_secs(30)))
-            .map_err(|e| KafkaError::unreachable(&self.config, "writing outputs", e))?;
+        // Not `flush`: rdkafka's flush polls in 100 ms slices, so every batch would cost at
+        // least 100 ms. The producer's own thread serves delivery reports; wait for them.
+        let deadline = Instant::now() + self.config.timeout.max(Duration::from_secs(30));
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() > deadline {
+                return Err(KafkaError::Timeout(format!(
+                    "writing outputs: {} records not acknowledged by {}",
+                    self.producer.in_flight_count(),
+                    self.config.bootstrap
+                )));
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
         let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
         if failed > 0 {
             let last = self.producer.context().last_error.lock().map_err(poisoned)?.take();

@@ -1,0 +1,341 @@
+//! The model gateway's overhead: model calls made through Kafka topics by flowc's worker
+//! (its model-call sub-topology alone), against calling the same model server directly, in
+//! one run on a real broker (tansu, started here) and an in-process reference model server.
+//!
+//!   direct:  GrpcModels::infer("bench-id", request)
+//!   topics:  seldon.default.model.bench-id.inputs → [worker: model call] →
+//!            seldon.default.model.bench-id.outputs
+//!
+//! Both sides send the same FP32 [1,16] request to the same identity model. Measured:
+//!   - latency: sequential calls (direct) / round trips (topics: produce one record, wait for
+//!     its output), p50 and p99 in ms;
+//!   - throughput: `FLOWC_BENCH_RECORDS` calls with `FLOWC_BENCH_THREADS` threads in flight
+//!     (direct) / records produced at once until all their outputs arrived (topics).
+//!
+//! The topic requests carry the `pipeline: bench` header of the deployed one-step pipeline
+//! (benches/one-step.yaml), which uses the model; the worker runs the whole plan, so its
+//! pipeline-output sub-topology also reads the model outputs (it is not on the measured path).
+//!
+//! A "broker floor" line (produce one record, read it back from the same topic) shows what
+//! the broker alone costs per hop. Round-trip records are acked by polling the producer, not by
+//! `BaseProducer::flush`: in rdkafka 0.39 `flush` polls in whole 100 ms slices (`poll` runs to
+//! its deadline), so a flush of one record takes ~100 ms however fast the broker acks
+//! (FLOWC_BENCH_ROUND_TRIP_FLUSH=1 shows it). The worker flushes every batch the same way.
+//!
+//!   cargo bench --bench model_gateway
+//!   (FLOWC_BENCH_RECORDS=5000, FLOWC_BENCH_THREADS=16, FLOWC_BENCH_DIRECT_CALLS=500,
+//!    FLOWC_BENCH_ROUND_TRIPS=200, FLOWC_BENCH_TIMEOUT_SECS=300 to change;
+//!    FLOWC_BENCH_WORKER_FETCH_WAIT_MS sets the worker's `fetch.wait.max.ms`, librdkafka's
+//!    default being 500; FLOWC_BENCH_ROUND_TRIP_FLUSH=1 acks round trips with `flush`)
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowc_compiler::{compile, CompileOptions, SourceMap};
+use flowc_runtime::devbroker::DevBroker;
+use flowc_runtime::kafka::{deploy, worker, KafkaConfig};
+use flowc_runtime::model_client::GrpcModels;
+use flowc_runtime::model_server::{serve, ReferenceServer};
+use flowc_runtime::operator::ModelBackend;
+use flowc_runtime::proto::inference::ModelInferRequest;
+use flowc_runtime::tensor::{Encoding, InferMessage, Tensor, TensorData};
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 2;
+const MODEL: &str = "bench-id";
+const PIPELINE: &str = "bench";
+const INPUTS: &str = "seldon.default.model.bench-id.inputs";
+const OUTPUTS: &str = "seldon.default.model.bench-id.outputs";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn timeout() -> Duration {
+    Duration::from_secs(env_usize("FLOWC_BENCH_TIMEOUT_SECS", 300) as u64)
+}
+
+fn request() -> ModelInferRequest {
+    let tensor = Tensor::new(
+        "INPUT",
+        vec![1, 16],
+        TensorData::Fp32((0..16).map(|i| i as f32).collect()),
+    )
+    .unwrap();
+    InferMessage {
+        id: String::new(),
+        parameters: Default::default(),
+        tensors: vec![tensor],
+        encoding: Encoding::Typed,
+    }
+    .to_request()
+    .unwrap()
+}
+
+fn producer(bootstrap: &str, linger_ms: u32) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", linger_ms.to_string())
+        .set("acks", "all")
+        .create()
+        .unwrap()
+}
+
+/// Queues one record keyed `key` with the `pipeline` header (retrying while the queue is full).
+fn send(p: &BaseProducer, key: &str, value: &[u8]) {
+    let mut record = BaseRecord::to(INPUTS)
+        .key(key)
+        .payload(value)
+        .headers(OwnedHeaders::new().insert(Header {
+            key: "pipeline",
+            value: Some(PIPELINE),
+        }));
+    loop {
+        match p.send(record) {
+            Ok(()) => break,
+            Err((_, r)) => {
+                record = r;
+                p.poll(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// Writes `n` records keyed `<tag>-<i>` and waits until they are stored.
+fn produce(p: &BaseProducer, tag: &str, n: usize, value: &[u8]) {
+    for i in 0..n {
+        send(p, &format!("{tag}-{i}"), value);
+    }
+    p.flush(timeout()).expect("flush the bench records");
+}
+
+/// A reader of `topic` from its beginning, polling with short fetch waits.
+fn reader(bootstrap: &str, topic: &str) -> BaseConsumer {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-reader")
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    c
+}
+
+/// Reads until every key `<tag>-<i>` (i < n) arrived; returns when the last did.
+fn await_keys(c: &BaseConsumer, tag: &str, n: usize) -> Instant {
+    let prefix = format!("{tag}-");
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + timeout();
+    while seen.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{OUTPUTS}: only {} of {n} records of {tag} after {:?}; is the worker running?",
+            seen.len(),
+            timeout()
+        );
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            let key = m.key().unwrap_or_default();
+            if key.starts_with(prefix.as_bytes()) {
+                seen.insert(key.to_vec());
+            }
+        }
+    }
+    Instant::now()
+}
+
+/// Reads until the record keyed `key` arrived.
+fn await_key(c: &BaseConsumer, key: &str) {
+    let deadline = Instant::now() + timeout();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{OUTPUTS}: no output for {key} after {:?}; is the worker running?",
+            timeout()
+        );
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            if m.key() == Some(key.as_bytes()) {
+                return;
+            }
+        }
+    }
+}
+
+/// Produces one record keyed `key` and waits for its key on `c`; (round trip, produce acked) in ms.
+fn round_trip(p: &BaseProducer, c: &BaseConsumer, key: &str, value: &[u8]) -> (f64, f64) {
+    let t = Instant::now();
+    send(p, key, value);
+    // Not `flush` unless asked: it costs 100 ms (see the top of the file).
+    if std::env::var_os("FLOWC_BENCH_ROUND_TRIP_FLUSH").is_some() {
+        p.flush(timeout()).expect("flush a round-trip record");
+    } else {
+        let deadline = Instant::now() + timeout();
+        while p.in_flight_count() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "round-trip record {key} not acked after {:?}",
+                timeout()
+            );
+            p.poll(Duration::from_millis(1));
+        }
+    }
+    let acked = t.elapsed().as_secs_f64() * 1e3;
+    await_key(c, key);
+    (t.elapsed().as_secs_f64() * 1e3, acked)
+}
+
+/// p-th quantile (0..=1) of milliseconds, nearest rank.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn summarize(mut ms: Vec<f64>) -> (f64, f64) {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    (quantile(&ms, 0.50), quantile(&ms, 0.99))
+}
+
+fn main() {
+    let records = env_usize("FLOWC_BENCH_RECORDS", 5_000);
+    let threads = env_usize("FLOWC_BENCH_THREADS", 16).max(1);
+    let direct_calls = env_usize("FLOWC_BENCH_DIRECT_CALLS", 500).max(1);
+    let round_trips = env_usize("FLOWC_BENCH_ROUND_TRIPS", 200).max(1);
+
+    let broker = DevBroker::start().expect("start the broker (scripts/install-broker.sh)");
+    let bootstrap = broker.bootstrap();
+
+    // The reference model server, in process.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = ReferenceServer::new().with_model(MODEL, "identity").unwrap();
+    rt.spawn(serve(listener, server, std::future::pending()));
+    let grpc = Arc::new(GrpcModels::connect(&url).unwrap());
+    let models: Arc<dyn ModelBackend> = grpc.clone();
+
+    // ---- Direct ----
+    let req = request();
+    for _ in 0..50 {
+        grpc.infer(MODEL, req.clone()).expect("direct warm-up call");
+    }
+    let mut lat = Vec::with_capacity(direct_calls);
+    for _ in 0..direct_calls {
+        let r = req.clone();
+        let t = Instant::now();
+        grpc.infer(MODEL, r).expect("direct call");
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let (d50, d99) = summarize(lat);
+    println!("direct  latency:    {direct_calls} sequential calls: p50 {d50:.3} ms, p99 {d99:.3} ms");
+
+    // `n` calls with `threads` in flight; the first run warms the concurrent path up.
+    let parallel = |n: usize| {
+        let next = AtomicUsize::new(0);
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    while next.fetch_add(1, Ordering::Relaxed) < n {
+                        grpc.infer(MODEL, req.clone()).expect("direct call");
+                    }
+                });
+            }
+        });
+        started.elapsed().as_secs_f64()
+    };
+    parallel(500);
+    let secs = parallel(records);
+    let direct_rate = records as f64 / secs;
+    println!("direct  throughput: {records} calls, {threads} in flight, in {secs:.2} s = {direct_rate:.0} calls/s");
+
+    // ---- Through topics ----
+    let mut config = KafkaConfig::new(&bootstrap);
+    if let Ok(ms) = std::env::var("FLOWC_BENCH_WORKER_FETCH_WAIT_MS") {
+        // librdkafka's default is 500; the worker's clients take extra properties from here.
+        config = config.with("fetch.wait.max.ms", &ms);
+    }
+    let mut sources = SourceMap::new();
+    sources.add("benches/one-step.yaml", include_str!("one-step.yaml").to_string());
+    let plan = compile(&sources, &CompileOptions::default())
+        .plan
+        .expect("bench plan compiles");
+    let options = deploy::ApplyOptions {
+        prefix: "seldon".into(),
+        partitions: PARTITIONS,
+        replication: 1,
+        dry_run: false,
+    };
+    deploy::apply(&config, &plan, &options).expect("apply");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let state = tempfile::tempdir().unwrap();
+    let mut wopts = worker::WorkerOptions::new("seldon", state.path());
+    wopts.models = Some(models.clone());
+    let (wc, ws) = (config.clone(), stop.clone());
+    let w = std::thread::spawn(move || worker::run(&wc, &wopts, ws).unwrap());
+
+    let value = req.encode_to_vec();
+    let bulk = producer(&bootstrap, 2);
+    let single = producer(&bootstrap, 0);
+    let out = reader(&bootstrap, OUTPUTS);
+    let echo = reader(&bootstrap, INPUTS);
+    // Warm up: the worker's group joined, connections open.
+    produce(&bulk, "warm", 50, &value);
+    await_keys(&out, "warm", 50);
+
+    // The broker's own floor: produce one record, read it back from the same topic.
+    await_keys(&echo, "warm", 50);
+    let (mut lat, mut acks) = (Vec::with_capacity(round_trips), Vec::with_capacity(round_trips));
+    for i in 0..round_trips {
+        let (l, a) = round_trip(&single, &echo, &format!("echo-{i}"), &value);
+        lat.push(l);
+        acks.push(a);
+    }
+    let (b50, b99) = summarize(lat);
+    println!(
+        "broker  floor:      {round_trips} produce → read back on one topic: p50 {b50:.3} ms, p99 {b99:.3} ms (produce acked: p50 {:.3} ms)",
+        summarize(acks).0
+    );
+    drop(echo);
+
+    let (mut lat, mut acks) = (Vec::with_capacity(round_trips), Vec::with_capacity(round_trips));
+    for i in 0..round_trips {
+        let (l, a) = round_trip(&single, &out, &format!("lat-{i}"), &value);
+        lat.push(l);
+        acks.push(a);
+    }
+    let (t50, t99) = summarize(lat);
+    println!(
+        "topics  latency:    {round_trips} sequential round trips: p50 {t50:.3} ms, p99 {t99:.3} ms (produce acked: p50 {:.3} ms)",
+        summarize(acks).0
+    );
+
+    let started = Instant::now();
+    produce(&bulk, "tput", records, &value);
+    let produced = started.elapsed().as_secs_f64();
+    let done = await_keys(&out, "tput", records);
+    let secs = (done - started).as_secs_f64();
+    let topics_rate = records as f64 / secs;
+    println!(
+        "topics  throughput: {records} records produced at once (stored after {produced:.2} s), all outputs in {secs:.2} s = {topics_rate:.0} records/s"
+    );
+
+    println!(
+        "ratios: throughput topics/direct {:.3}, latency p50 topics/direct {:.1}x (p99 {:.1}x)",
+        topics_rate / direct_rate,
+        t50 / d50,
+        t99 / d99
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let _ = w.join();
+}
