@@ -6,10 +6,10 @@
 //!   baseline: raw.in → [relay] → raw.model.inputs → [relay + the same gRPC model call] →
 //!             raw.model.outputs → [relay] → raw.out
 //!
-//! Both commit like flowc does (batch, flush, then commit) and call the same in-process
-//! reference model server with up to 16 calls in flight. Each side runs `ROUNDS` times over
-//! `RECORDS` records after a warm-up; the medians and their ratio are printed (goal:
-//! flowc/baseline >= 0.7).
+//! Both commit like flowc does (batch, wait for acknowledgements, then commit; the same
+//! `fetch.wait.max.ms`) and call the same in-process reference model server with up to 16
+//! calls in flight. Each side runs `ROUNDS` times over `RECORDS` records after a warm-up; the
+//! medians and their ratio are printed (goal: flowc/baseline >= 0.7).
 //!
 //!   cargo bench --bench broker            (FLOWC_BENCH_RECORDS, FLOWC_BENCH_ROUNDS to change)
 
@@ -138,6 +138,7 @@ fn relay(
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "6000")
             .set("max.poll.interval.ms", "10000")
+            .set("fetch.wait.max.ms", "10")
             .create()
             .unwrap();
         c.subscribe(&[from]).unwrap();
