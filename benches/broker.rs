@@ -19,42 +19,23 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use flowc_compiler::{compile, CompileOptions, SourceMap};
 use flowc_runtime::devbroker::DevBroker;
-use flowc_runtime::kafka::{deploy, worker, KafkaConfig};
+use flowc_runtime::kafka::{deploy, KafkaConfig};
 use flowc_runtime::model_client::GrpcModels;
-use flowc_runtime::model_server::{serve, ReferenceServer};
 use flowc_runtime::operator::ModelBackend;
 use flowc_runtime::proto::inference::ModelInferRequest;
-use flowc_runtime::tensor::{Encoding, InferMessage, Tensor, TensorData};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-const PARTITIONS: i32 = 2;
+mod common;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+use common::{env_usize, MODEL, PARTITIONS};
 
 fn payload() -> Vec<u8> {
-    let tensor = Tensor::new(
-        "INPUT",
-        vec![1, 16],
-        TensorData::Fp32((0..16).map(|i| i as f32).collect()),
-    )
-    .unwrap();
-    InferMessage {
-        id: String::new(),
-        parameters: Default::default(),
-        tensors: vec![tensor],
-        encoding: Encoding::Typed,
-    }
-    .to_request()
-    .unwrap()
-    .encode_to_vec()
+    common::request().encode_to_vec()
 }
 
 fn producer(bootstrap: &str) -> BaseProducer {
@@ -206,32 +187,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let records = env_usize("FLOWC_BENCH_RECORDS", 5_000);
+    // Enough records that the fixed ~0.6 s of producing and reading a round does not dominate.
+    let records = env_usize("FLOWC_BENCH_RECORDS", 30_000);
     let rounds = env_usize("FLOWC_BENCH_ROUNDS", 3);
     let broker = DevBroker::start().expect("start the broker (scripts/install-broker.sh)");
     let bootstrap = broker.bootstrap();
 
     // The reference model server, in process.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = ReferenceServer::new().with_model("bench-id", "identity").unwrap();
-    rt.spawn(serve(listener, server, std::future::pending()));
+    let url = common::start_model_server(&rt);
     let models: Arc<dyn ModelBackend> = Arc::new(GrpcModels::connect(&url).unwrap());
-
     let config = KafkaConfig::new(&bootstrap);
-    let mut sources = SourceMap::new();
-    sources.add("benches/one-step.yaml", include_str!("one-step.yaml").to_string());
-    let plan = compile(&sources, &CompileOptions::default())
-        .plan
-        .expect("bench plan compiles");
-    let options = deploy::ApplyOptions {
-        prefix: "seldon".into(),
-        partitions: PARTITIONS,
-        replication: 1,
-        dry_run: false,
-    };
-    deploy::apply(&config, &plan, &options).expect("apply");
+    // flowc: the plan deployed, one worker in process.
+    let stop = Arc::new(AtomicBool::new(false));
+    let state = tempfile::tempdir().unwrap();
+    let w = common::deploy_and_run(&config, models.clone(), stop.clone(), state.path());
     let cluster = deploy::Cluster::connect(&config).unwrap();
     let raw = ["raw.in", "raw.model.inputs", "raw.model.outputs", "raw.out"];
     cluster
@@ -247,19 +217,11 @@ fn main() {
         )
         .unwrap();
 
-    // flowc: one worker, in process.
-    let stop = Arc::new(AtomicBool::new(false));
-    let state = tempfile::tempdir().unwrap();
-    let mut wopts = worker::WorkerOptions::new("seldon", state.path());
-    wopts.models = Some(models.clone());
-    let (wc, ws) = (config.clone(), stop.clone());
-    let w = std::thread::spawn(move || worker::run(&wc, &wopts, ws).unwrap());
-
     // Baseline: three relays, the middle one calling the same model.
     let m = models.clone();
     let call = move |bytes: &[u8]| {
         let request = ModelInferRequest::decode(bytes).unwrap();
-        m.infer("bench-id", request).unwrap().encode_to_vec()
+        m.infer(MODEL, request).unwrap().encode_to_vec()
     };
     let relays = vec![
         relay(bootstrap.clone(), raw[0], raw[1], stop.clone(), |b| b.to_vec()),

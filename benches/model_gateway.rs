@@ -33,49 +33,31 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowc_compiler::{compile, CompileOptions, SourceMap};
 use flowc_runtime::devbroker::DevBroker;
-use flowc_runtime::kafka::{deploy, worker, KafkaConfig};
+use flowc_runtime::kafka::KafkaConfig;
 use flowc_runtime::model_client::GrpcModels;
-use flowc_runtime::model_server::{serve, ReferenceServer};
 use flowc_runtime::operator::ModelBackend;
 use flowc_runtime::proto::inference::ModelInferRequest;
-use flowc_runtime::tensor::{Encoding, InferMessage, Tensor, TensorData};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-const PARTITIONS: i32 = 2;
-const MODEL: &str = "bench-id";
+mod common;
+
+use common::{env_usize, MODEL, PARTITIONS};
+
 const PIPELINE: &str = "bench";
 const INPUTS: &str = "seldon.default.model.bench-id.inputs";
 const OUTPUTS: &str = "seldon.default.model.bench-id.outputs";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn timeout() -> Duration {
     Duration::from_secs(env_usize("FLOWC_BENCH_TIMEOUT_SECS", 300) as u64)
 }
 
 fn request() -> ModelInferRequest {
-    let tensor = Tensor::new(
-        "INPUT",
-        vec![1, 16],
-        TensorData::Fp32((0..16).map(|i| i as f32).collect()),
-    )
-    .unwrap();
-    InferMessage {
-        id: String::new(),
-        parameters: Default::default(),
-        tensors: vec![tensor],
-        encoding: Encoding::Typed,
-    }
-    .to_request()
-    .unwrap()
+    common::request()
 }
 
 fn producer(bootstrap: &str, linger_ms: u32) -> BaseProducer {
@@ -215,10 +197,7 @@ fn main() {
 
     // The reference model server, in process.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = ReferenceServer::new().with_model(MODEL, "identity").unwrap();
-    rt.spawn(serve(listener, server, std::future::pending()));
+    let url = common::start_model_server(&rt);
     let grpc = Arc::new(GrpcModels::connect(&url).unwrap());
     let models: Arc<dyn ModelBackend> = grpc.clone();
 
@@ -263,25 +242,9 @@ fn main() {
         // librdkafka's default is 500; the worker's clients take extra properties from here.
         config = config.with("fetch.wait.max.ms", &ms);
     }
-    let mut sources = SourceMap::new();
-    sources.add("benches/one-step.yaml", include_str!("one-step.yaml").to_string());
-    let plan = compile(&sources, &CompileOptions::default())
-        .plan
-        .expect("bench plan compiles");
-    let options = deploy::ApplyOptions {
-        prefix: "seldon".into(),
-        partitions: PARTITIONS,
-        replication: 1,
-        dry_run: false,
-    };
-    deploy::apply(&config, &plan, &options).expect("apply");
-
     let stop = Arc::new(AtomicBool::new(false));
     let state = tempfile::tempdir().unwrap();
-    let mut wopts = worker::WorkerOptions::new("seldon", state.path());
-    wopts.models = Some(models.clone());
-    let (wc, ws) = (config.clone(), stop.clone());
-    let w = std::thread::spawn(move || worker::run(&wc, &wopts, ws).unwrap());
+    let w = common::deploy_and_run(&config, models.clone(), stop.clone(), state.path());
 
     let value = req.encode_to_vec();
     let bulk = producer(&bootstrap, 2);
