@@ -189,16 +189,36 @@ pub struct WorkerArgs {
     pub kafka: KafkaArgs,
 }
 
+/// The worker's own model endpoints (`--model-server`, `--model-endpoint`), or none.
+fn model_backend(
+    default: &Option<String>,
+    per_model: &[String],
+    timeout: Duration,
+) -> Result<Option<Arc<dyn flowc_runtime::operator::ModelBackend>>> {
+    if default.is_none() && per_model.is_empty() {
+        return Ok(None);
+    }
+    let mut models = flowc_runtime::model_client::GrpcModels::new()?.with_timeout(timeout);
+    if let Some(url) = default {
+        models = models.with_default_endpoint(url)?;
+    }
+    for entry in per_model {
+        let Some((model, url)) = entry.split_once('=') else {
+            anyhow::bail!("--model-endpoint `{entry}` is not of the form MODEL=URL");
+        };
+        models = models.with_model(model.trim(), url.trim())?;
+    }
+    Ok(Some(Arc::new(models)))
+}
+
 pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let config = args.kafka.config()?;
     let mut options = worker::WorkerOptions::new(&args.kafka.prefix, &args.state_dir);
     options.model_concurrency = args.model_concurrency.max(1);
-    let fallback = crate::model_backend(&args.model_server, &args.model_endpoint, args.model_timeout_ms)?;
+    let timeout = Duration::from_millis(args.model_timeout_ms.max(1));
+    let fallback = model_backend(&args.model_server, &args.model_endpoint, timeout)?;
     // Models placed on deployed Servers are called there; others through the flags above.
-    let placed = Arc::new(flowc_runtime::kafka::placement::PlacedModels::new(
-        fallback,
-        Duration::from_millis(args.model_timeout_ms.max(1)),
-    ));
+    let placed = Arc::new(flowc_runtime::kafka::placement::PlacedModels::new(fallback, timeout));
     options.models = Some(placed.clone());
     options.placed = Some(placed);
     std::fs::create_dir_all(&args.state_dir)

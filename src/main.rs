@@ -114,29 +114,6 @@ pub(crate) fn read_sources(files: &[PathBuf]) -> Result<SourceMap> {
     Ok(sources)
 }
 
-/// The model backend of a worker: gRPC endpoints per model, or none.
-fn model_backend(
-    default: &Option<String>,
-    per_model: &[String],
-    timeout_ms: u64,
-) -> Result<Option<std::sync::Arc<dyn flowc_runtime::operator::ModelBackend>>> {
-    if default.is_none() && per_model.is_empty() {
-        return Ok(None);
-    }
-    let mut models = flowc_runtime::model_client::GrpcModels::new()?
-        .with_timeout(std::time::Duration::from_millis(timeout_ms.max(1)));
-    if let Some(url) = default {
-        models = models.with_default_endpoint(url)?;
-    }
-    for entry in per_model {
-        let Some((model, url)) = entry.split_once('=') else {
-            anyhow::bail!("--model-endpoint `{entry}` is not of the form MODEL=URL");
-        };
-        models = models.with_model(model.trim(), url.trim())?;
-    }
-    Ok(Some(std::sync::Arc::new(models)))
-}
-
 fn display_name(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }

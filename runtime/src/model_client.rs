@@ -321,7 +321,7 @@ fn is_timeout(status: &tonic::Status) -> bool {
     status.code() == Code::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string()
 }
 
-fn seconds(d: Duration) -> String {
+pub(crate) fn seconds(d: Duration) -> String {
     format!("{}s", d.as_secs_f64())
 }
 

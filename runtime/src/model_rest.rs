@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tonic::Code;
 
 use crate::json::{request_from_json, tensor_from_json, tensor_to_json, JsonError};
+use crate::model_client::seconds;
 use crate::model_server::{ReferenceServer, PLATFORM};
 use crate::operator::{ModelBackend, ModelCallError};
 use crate::proto::inference::infer_parameter::ParameterChoice;
@@ -334,7 +335,8 @@ impl RestModels {
     }
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
+/// A ureq agent with a bound on each call, for which error statuses are answers.
+pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         // Error statuses are answers: their bodies are the error texts.
@@ -351,10 +353,6 @@ fn normalise(url: &str) -> String {
     } else {
         format!("http://{url}")
     }
-}
-
-fn seconds(d: Duration) -> String {
-    format!("{}s", d.as_secs_f64())
 }
 
 impl ModelBackend for RestModels {

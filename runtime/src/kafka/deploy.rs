@@ -51,10 +51,6 @@ impl Cluster {
         Ok(cluster)
     }
 
-    pub fn config(&self) -> &KafkaConfig {
-        &self.config
-    }
-
     /// Every topic with its partition count.
     pub fn topics(&self) -> Result<BTreeMap<String, i32>, KafkaError> {
         let metadata = self
@@ -644,12 +640,7 @@ fn model_source(m: &ModelPlan) -> String {
 fn load_and_check(model: &ModelPlan, server: &ServerPlan, endpoint: &super::placement::Endpoint) -> String {
     let mut notes = Vec::new();
     if let Some(rest) = super::placement::rest_endpoint(server) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(30)))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        match agent
+        match crate::model_rest::agent(Duration::from_secs(30))
             .post(&format!("{rest}/v2/repository/models/{}/load", model.name))
             .send_empty()
         {
@@ -663,18 +654,11 @@ fn load_and_check(model: &ModelPlan, server: &ServerPlan, endpoint: &super::plac
         super::placement::Endpoint::Grpc(url) => crate::model_client::GrpcModels::connect(url)
             .map_err(|e| e.to_string())
             .and_then(|c| c.with_timeout(Duration::from_secs(3)).ready(&model.name)),
-        super::placement::Endpoint::Rest(url) => {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(3)))
-                .http_status_as_error(false)
-                .build()
-                .into();
-            agent
-                .get(&format!("{url}/v2/models/{}/ready", model.name))
-                .call()
-                .map(|r| r.status().is_success())
-                .map_err(|e| e.to_string())
-        }
+        super::placement::Endpoint::Rest(url) => crate::model_rest::agent(Duration::from_secs(3))
+            .get(&format!("{url}/v2/models/{}/ready", model.name))
+            .call()
+            .map(|r| r.status().is_success())
+            .map_err(|e| e.to_string()),
     };
     notes.push(match ready {
         Ok(true) => "ready".to_string(),

@@ -55,14 +55,6 @@ pub enum Endpoint {
     Rest(String),
 }
 
-impl Endpoint {
-    pub fn url(&self) -> &str {
-        match self {
-            Endpoint::Grpc(u) | Endpoint::Rest(u) => u,
-        }
-    }
-}
-
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -78,24 +70,18 @@ pub fn endpoint(server: &ServerPlan) -> Result<Endpoint, String> {
         e.strip_prefix("grpc://")
             .map(|rest| Endpoint::Grpc(format!("http://{rest}")))
     });
-    let rest = || {
-        server
-            .endpoints
-            .iter()
-            .find(|e| e.starts_with("http://") || e.starts_with("https://"))
-            .map(|e| Endpoint::Rest(e.trim_end_matches('/').to_string()))
-    };
-    grpc.or_else(rest).ok_or_else(|| {
-        format!(
-            "server {} has no grpc:// or http:// endpoint (it lists: {})",
-            server.name,
-            if server.endpoints.is_empty() {
-                "none".to_string()
-            } else {
-                server.endpoints.join(", ")
-            }
-        )
-    })
+    grpc.or_else(|| rest_endpoint(server).map(Endpoint::Rest))
+        .ok_or_else(|| {
+            format!(
+                "server {} has no grpc:// or http:// endpoint (it lists: {})",
+                server.name,
+                if server.endpoints.is_empty() {
+                    "none".to_string()
+                } else {
+                    server.endpoints.join(", ")
+                }
+            )
+        })
 }
 
 /// A Server's REST endpoint, if it lists one (for its repository API).

@@ -20,7 +20,6 @@ use bytes::Bytes;
 use flowc_compiler::plan::{PipelinePlan, Role};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -674,7 +673,7 @@ impl SubRunner {
         for ((topic, partition), offset) in &self.pending {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
-        match commit(&self.consumer, &tpl) {
+        match self.consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => {
                 self.pending.clear();
                 self.uncommitted_from.clear();
@@ -687,17 +686,6 @@ impl SubRunner {
     }
 }
 
-fn commit(consumer: &BaseConsumer<GroupContext>, tpl: &TopicPartitionList) -> KafkaResult<()> {
-    consumer.commit(tpl, CommitMode::Sync)
-}
-
 fn poisoned<T>(_: std::sync::PoisonError<T>) -> KafkaError {
     KafkaError::Deploy("a worker lock was poisoned by a panic".to_string())
-}
-
-/// Whether a sub-topology calls models (the worker needs a model backend for it).
-pub fn calls_models(plan: &PipelinePlan) -> bool {
-    plan.sub_topologies
-        .iter()
-        .any(|s| matches!(s.role, Role::ModelCall { .. }))
 }
