@@ -9,9 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::{fp32, keys, request, Env};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -38,18 +36,9 @@ fn send_right(env: &Env, p: &rdkafka::producer::BaseProducer, keys: &[String]) {
 
 /// Waits until the join's changelog holds a record for every key (its half is stored).
 fn wait_for_changelog(env: &Env, keys: &[String]) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", env.bootstrap())
-        .set("group.id", "flowc-test-changelog")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..4 {
-        tpl.add_partition_offset(CHANGELOG, p, Offset::Beginning).expect("tpl");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut seen = std::collections::BTreeSet::new();
     let deadline = Instant::now() + WAIT;
+    let consumer = env.reader(CHANGELOG, deadline);
+    let mut seen = std::collections::BTreeSet::new();
     while keys.iter().any(|k| !seen.contains(k)) {
         assert!(
             Instant::now() < deadline,

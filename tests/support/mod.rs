@@ -262,57 +262,15 @@ impl Env {
         producer.flush(Duration::from_secs(10)).expect("flush");
     }
 
-    /// Reads `topic` from the beginning until it has given `n` records, whatever their keys.
-    pub fn collect_n(&self, topic: &str, n: usize, timeout: Duration) -> Vec<(String, Received)> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .set("group.id", "flowc-test-reader")
-            .create()
-            .expect("consumer");
-        let md = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .expect("metadata");
-        let partitions = md.topics().first().map_or(0, |t| t.partitions().len() as i32);
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
-        }
-        consumer.assign(&tpl).expect("assign");
-        let deadline = Instant::now() + timeout;
-        let mut got = Vec::new();
-        while got.len() < n {
-            assert!(
-                Instant::now() < deadline,
-                "{topic}: {} of {n} records within {timeout:?}\n{}",
-                got.len(),
-                self.logs()
-            );
-            let Some(m) = consumer.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let m = m.expect("consume");
-            got.push((
-                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                Received {
-                    partition: m.partition(),
-                    headers: Vec::new(),
-                    value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
-                },
-            ));
-        }
-        got
-    }
-
-    /// Reads `topic` from the beginning until `keys` all have a record (or the timeout ends,
-    /// which fails the test with every process's log). Returns the first record of each key.
-    pub fn collect(&self, topic: &str, keys: &[String], timeout: Duration) -> BTreeMap<String, Received> {
+    /// A consumer of every partition of `topic` from the beginning (no group join), once the
+    /// topic exists; panics with every process's log if it does not appear by `deadline`.
+    pub fn reader(&self, topic: &str, deadline: Instant) -> BaseConsumer {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
             .set("group.id", "flowc-test-reader")
             .set("enable.auto.commit", "false")
             .create()
             .expect("consumer");
-        let deadline = Instant::now() + timeout;
         let partitions = loop {
             let md = consumer
                 .fetch_metadata(Some(topic), Duration::from_secs(5))
@@ -333,6 +291,34 @@ impl Env {
             tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
         }
         consumer.assign(&tpl).expect("assign");
+        consumer
+    }
+
+    /// Reads `topic` from the beginning until it has given `n` records, whatever their keys.
+    pub fn collect_n(&self, topic: &str, n: usize, timeout: Duration) -> Vec<(String, Received)> {
+        let deadline = Instant::now() + timeout;
+        let consumer = self.reader(topic, deadline);
+        let mut got = Vec::new();
+        while got.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{topic}: {} of {n} records within {timeout:?}\n{}",
+                got.len(),
+                self.logs()
+            );
+            let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            got.push(Received::of(&m.expect("consume")));
+        }
+        got
+    }
+
+    /// Reads `topic` from the beginning until `keys` all have a record (or the timeout ends,
+    /// which fails the test with every process's log). Returns the first record of each key.
+    pub fn collect(&self, topic: &str, keys: &[String], timeout: Duration) -> BTreeMap<String, Received> {
+        let deadline = Instant::now() + timeout;
+        let consumer = self.reader(topic, deadline);
         let mut got: BTreeMap<String, Received> = BTreeMap::new();
         while keys.iter().any(|k| !got.contains_key(k)) {
             if Instant::now() > deadline {
@@ -347,26 +333,8 @@ impl Env {
             let Some(m) = consumer.poll(Duration::from_millis(200)) else {
                 continue;
             };
-            let m = m.expect("consume");
-            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-            let headers = m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|x| {
-                            (
-                                x.key.to_string(),
-                                String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            got.entry(key).or_insert(Received {
-                partition: m.partition(),
-                headers,
-                value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
-            });
+            let (key, record) = Received::of(&m.expect("consume"));
+            got.entry(key).or_insert(record);
         }
         got
     }
@@ -381,6 +349,32 @@ pub struct Received {
 }
 
 impl Received {
+    /// A consumed record: its key and what a test looks at.
+    pub fn of(m: &rdkafka::message::BorrowedMessage<'_>) -> (String, Received) {
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| {
+                        (
+                            x.key.to_string(),
+                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let record = Received {
+            partition: m.partition(),
+            headers,
+            value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+        };
+        (
+            String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+            record,
+        )
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
