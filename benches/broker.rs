@@ -38,15 +38,6 @@ fn payload() -> Vec<u8> {
     common::request().encode_to_vec()
 }
 
-fn producer(bootstrap: &str) -> BaseProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "2")
-        .set("acks", "all")
-        .create()
-        .unwrap()
-}
-
 /// Writes `n` records keyed `<tag>-<i>` and waits until they are stored.
 fn produce(p: &BaseProducer, topic: &str, tag: &str, n: usize, value: &[u8], pipeline: Option<&str>) {
     for i in 0..n {
@@ -123,7 +114,7 @@ fn relay(
             .create()
             .unwrap();
         c.subscribe(&[from]).unwrap();
-        let p = producer(&bootstrap);
+        let p = common::producer(&bootstrap, 2);
         while !stop.load(Ordering::Relaxed) {
             let mut offsets = TopicPartitionList::new();
             let started = Instant::now();
@@ -230,7 +221,7 @@ fn main() {
     ];
 
     let value = payload();
-    let p = producer(&bootstrap);
+    let p = common::producer(&bootstrap, 2);
     let flowc_in = "seldon.default.pipeline.bench.inputs";
     let flowc_out = "seldon.default.pipeline.bench.outputs";
     // Warm up: groups joined, connections open.

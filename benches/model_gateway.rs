@@ -60,15 +60,6 @@ fn request() -> ModelInferRequest {
     common::request()
 }
 
-fn producer(bootstrap: &str, linger_ms: u32) -> BaseProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", linger_ms.to_string())
-        .set("acks", "all")
-        .create()
-        .unwrap()
-}
-
 /// Queues one record keyed `key` with the `pipeline` header (retrying while the queue is full).
 fn send(p: &BaseProducer, key: &str, value: &[u8]) {
     let mut record = BaseRecord::to(INPUTS)
@@ -181,6 +172,17 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
+/// `n` round trips keyed `<tag>-<i>`: ((p50, p99) of the round trips, p50 of the acks), ms.
+fn round_trips(p: &BaseProducer, c: &BaseConsumer, tag: &str, n: usize, value: &[u8]) -> ((f64, f64), f64) {
+    let (mut lat, mut acks) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let (l, a) = round_trip(p, c, &format!("{tag}-{i}"), value);
+        lat.push(l);
+        acks.push(a);
+    }
+    (summarize(lat), summarize(acks).0)
+}
+
 fn summarize(mut ms: Vec<f64>) -> (f64, f64) {
     ms.sort_by(|a, b| a.total_cmp(b));
     (quantile(&ms, 0.50), quantile(&ms, 0.99))
@@ -190,7 +192,7 @@ fn main() {
     let records = env_usize("FLOWC_BENCH_RECORDS", 5_000);
     let threads = env_usize("FLOWC_BENCH_THREADS", 16).max(1);
     let direct_calls = env_usize("FLOWC_BENCH_DIRECT_CALLS", 500).max(1);
-    let round_trips = env_usize("FLOWC_BENCH_ROUND_TRIPS", 200).max(1);
+    let round_trip_count = env_usize("FLOWC_BENCH_ROUND_TRIPS", 200).max(1);
 
     let broker = DevBroker::start().expect("start the broker (scripts/install-broker.sh)");
     let bootstrap = broker.bootstrap();
@@ -247,8 +249,8 @@ fn main() {
     let w = common::deploy_and_run(&config, models.clone(), stop.clone(), state.path());
 
     let value = req.encode_to_vec();
-    let bulk = producer(&bootstrap, 2);
-    let single = producer(&bootstrap, 0);
+    let bulk = common::producer(&bootstrap, 2);
+    let single = common::producer(&bootstrap, 0);
     let out = reader(&bootstrap, OUTPUTS);
     let echo = reader(&bootstrap, INPUTS);
     // Warm up: the worker's group joined, connections open.
@@ -257,29 +259,15 @@ fn main() {
 
     // The broker's own floor: produce one record, read it back from the same topic.
     await_keys(&echo, "warm", 50);
-    let (mut lat, mut acks) = (Vec::with_capacity(round_trips), Vec::with_capacity(round_trips));
-    for i in 0..round_trips {
-        let (l, a) = round_trip(&single, &echo, &format!("echo-{i}"), &value);
-        lat.push(l);
-        acks.push(a);
-    }
-    let (b50, b99) = summarize(lat);
+    let ((b50, b99), ack) = round_trips(&single, &echo, "echo", round_trip_count, &value);
     println!(
-        "broker  floor:      {round_trips} produce → read back on one topic: p50 {b50:.3} ms, p99 {b99:.3} ms (produce acked: p50 {:.3} ms)",
-        summarize(acks).0
+        "broker  floor:      {round_trip_count} produce → read back on one topic: p50 {b50:.3} ms, p99 {b99:.3} ms (produce acked: p50 {ack:.3} ms)"
     );
     drop(echo);
 
-    let (mut lat, mut acks) = (Vec::with_capacity(round_trips), Vec::with_capacity(round_trips));
-    for i in 0..round_trips {
-        let (l, a) = round_trip(&single, &out, &format!("lat-{i}"), &value);
-        lat.push(l);
-        acks.push(a);
-    }
-    let (t50, t99) = summarize(lat);
+    let ((t50, t99), ack) = round_trips(&single, &out, "lat", round_trip_count, &value);
     println!(
-        "topics  latency:    {round_trips} sequential round trips: p50 {t50:.3} ms, p99 {t99:.3} ms (produce acked: p50 {:.3} ms)",
-        summarize(acks).0
+        "topics  latency:    {round_trip_count} sequential round trips: p50 {t50:.3} ms, p99 {t99:.3} ms (produce acked: p50 {ack:.3} ms)"
     );
 
     let started = Instant::now();

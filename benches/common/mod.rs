@@ -39,6 +39,16 @@ pub fn request() -> ModelInferRequest {
     .unwrap()
 }
 
+/// A producer that waits for all in-sync replicas, lingering `linger_ms` to batch.
+pub fn producer(bootstrap: &str, linger_ms: u32) -> rdkafka::producer::BaseProducer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", linger_ms.to_string())
+        .set("acks", "all")
+        .create()
+        .unwrap()
+}
+
 /// Serves [`MODEL`] as the identity reference model over gRPC on `rt`; returns its URL.
 pub fn start_model_server(rt: &tokio::runtime::Runtime) -> String {
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
