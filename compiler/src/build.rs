@@ -821,45 +821,10 @@ impl<'a> PipelineBuilder<'a> {
     }
 
     fn model_sub(&mut self, model: &str, errors_topic: &str) {
-        let mut sub = SubBuilder::new(&format!("_model-{model}"));
-        let input = self.names.model(model, Side::Inputs);
-        let output = self.names.model(model, Side::Outputs);
-        self.topic(&input, TopicRole::ModelInputs, false);
-        self.topic(&output, TopicRole::ModelOutputs, false);
-        self.topic(errors_topic, TopicRole::Errors, false);
-        let source = sub.node(
-            &format!("source:{model}.inputs"),
-            Op::Source {
-                topic: input,
-                payload: Payload::Request,
-                pipeline: None,
-            },
-        );
-        let call = sub.node(
-            "call",
-            Op::ModelCall {
-                model: model.to_string(),
-            },
-        );
-        let sink = sub.node(
-            &format!("sink:{model}.outputs"),
-            Op::Sink {
-                topic: output,
-                payload: Payload::Response,
-                pipeline: None,
-            },
-        );
-        let err = sub.node(
-            "sink:errors",
-            Op::Sink {
-                topic: errors_topic.to_string(),
-                payload: Payload::ErrorText,
-                pipeline: None,
-            },
-        );
-        sub.edge(&source, &call, Port::Forward);
-        sub.edge(&call, &sink, Port::Forward);
-        sub.edge(&call, &err, Port::Error);
+        let (sub, topics) = model_call_sub(&self.names, model, errors_topic);
+        for (topic, role) in topics {
+            self.topic(&topic, role, false);
+        }
         self.finish_sub(
             Role::ModelCall {
                 model: model.to_string(),
@@ -867,6 +832,95 @@ impl<'a> PipelineBuilder<'a> {
             sub,
         );
     }
+}
+
+/// The model gateway's sub-topology of `model` (`model.<m>.inputs` → call → `.outputs`, errors
+/// to the errors topic) and the topics it touches; shared by every pipeline that uses the model.
+fn model_call_sub(names: &TopicNames, model: &str, errors_topic: &str) -> (SubBuilder, [(String, TopicRole); 3]) {
+    let mut sub = SubBuilder::new(&format!("_model-{model}"));
+    let input = names.model(model, Side::Inputs);
+    let output = names.model(model, Side::Outputs);
+    let topics = [
+        (input.clone(), TopicRole::ModelInputs),
+        (output.clone(), TopicRole::ModelOutputs),
+        (errors_topic.to_string(), TopicRole::Errors),
+    ];
+    let source = sub.node(
+        &format!("source:{model}.inputs"),
+        Op::Source {
+            topic: input,
+            payload: Payload::Request,
+            pipeline: None,
+        },
+    );
+    let call = sub.node(
+        "call",
+        Op::ModelCall {
+            model: model.to_string(),
+        },
+    );
+    let sink = sub.node(
+        &format!("sink:{model}.outputs"),
+        Op::Sink {
+            topic: output,
+            payload: Payload::Response,
+            pipeline: None,
+        },
+    );
+    let err = sub.node(
+        "sink:errors",
+        Op::Sink {
+            topic: errors_topic.to_string(),
+            payload: Payload::ErrorText,
+            pipeline: None,
+        },
+    );
+    sub.edge(&source, &call, Port::Forward);
+    sub.edge(&call, &sink, Port::Forward);
+    sub.edge(&call, &err, Port::Error);
+    (sub, topics)
+}
+
+/// The plan that runs a deployed Model's calls on its own, so the model can be called through
+/// its topics (`Seldon-Model: <m>`, §7) even when no pipeline uses it: one model-call
+/// sub-topology, in the same consumer group as the pipelines' calls of that model.
+pub fn model_call_plan(prefix: &str, model: &ModelPlan) -> PipelinePlan {
+    let names = TopicNames::new(prefix, &model.namespace);
+    let (sub, topics) = model_call_sub(&names, &model.name, &names.errors());
+    let mut plan = PipelinePlan {
+        name: model.name.clone(),
+        namespace: model.namespace.clone(),
+        fingerprint: String::new(),
+        synchronous: false,
+        allow_cycles: false,
+        max_step_revisits: 0,
+        clean_topics_on_delete: false,
+        models: vec![model.name.clone()],
+        external_pipelines: Vec::new(),
+        sub_topologies: vec![SubTopology {
+            id: 0,
+            name: sub.name,
+            role: Role::ModelCall {
+                model: model.name.clone(),
+            },
+            consumer_group: names.model_group(&model.name),
+            nodes: sub.nodes,
+            edges: sub.edges,
+        }],
+        topics: topics
+            .into_iter()
+            .map(|(name, role)| Topic {
+                name,
+                role,
+                compacted: false,
+                owned: false,
+            })
+            .collect(),
+        stores: Vec::new(),
+        copartition_groups: Vec::new(),
+    };
+    plan.fingerprint = fingerprint(&plan);
+    plan
 }
 
 /// Merges overlapping topic sets (union-find over topic names), each result sorted, the

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use flowc_compiler::build::model_call_plan;
 use flowc_compiler::plan::{ModelPlan, PipelinePlan, Plan, ServerPlan};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -287,8 +288,10 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
         }
     }
     for m in &plan.models {
-        wanted.insert(m.input_topic.clone(), false);
-        wanted.insert(m.output_topic.clone(), false);
+        // A model is callable through its topics on its own (§7), so its call plan's topics.
+        for t in model_call_plan(&options.prefix, m).topics {
+            wanted.insert(t.name, t.compacted);
+        }
     }
     let mut partitions_of: BTreeMap<String, i32> = BTreeMap::new();
     for p in &plan.pipelines {

@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use flowc_compiler::build::model_call_plan;
 use flowc_compiler::plan::{PipelinePlan, Role};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -138,6 +139,23 @@ fn reconcile(
             let spec = serde_json::to_string(sub).unwrap_or_default();
             wanted.insert(sub.consumer_group.clone(), (spec, d.clone(), i));
         }
+    }
+    // A deployed Model no pipeline uses still answers calls through its topics (§7).
+    for m in control.models() {
+        let plan = model_call_plan(&options.prefix, m);
+        let sub = &plan.sub_topologies[0];
+        if wanted.contains_key(&sub.consumer_group) {
+            continue;
+        }
+        let spec = serde_json::to_string(sub).unwrap_or_default();
+        let group = sub.consumer_group.clone();
+        let deployment = Arc::new(PipelineDeployment {
+            prefix: options.prefix.clone(),
+            plan,
+            partitions: 1,
+            applied_at_ms: 0,
+        });
+        wanted.insert(group, (spec, deployment, 0));
     }
     let stale: Vec<String> = runners
         .iter()
