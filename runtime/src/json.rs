@@ -2,8 +2,14 @@
 //! [{"name", "datatype", "shape", "data"}]}` for requests, `outputs` for responses. `data`
 //! may be flat or nested (row-major); BYTES elements are strings; FP16 values are numbers.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+
+use crate::proto::inference::infer_parameter::ParameterChoice;
+use crate::proto::inference::InferParameter;
+use crate::tensor::Parameters;
 
 use crate::proto::inference::ModelInferRequest;
 use crate::tensor::{DataType, Encoding, InferMessage, Tensor, TensorData};
@@ -160,22 +166,137 @@ pub fn tensor_from_json(v: &Value) -> Result<Tensor, JsonError> {
                 .collect::<Result<_, _>>()?,
         ),
     };
-    Ok(Tensor::new(name, shape, data)?)
+    let mut tensor = Tensor::new(name, shape, data)?;
+    tensor.parameters = parameters_from_json(&v["parameters"]);
+    Ok(tensor)
 }
 
 /// A JSON inference request → the protobuf request written to a pipeline's inputs topic.
 pub fn request_from_json(v: &Value) -> Result<ModelInferRequest, JsonError> {
+    request_from_json_and_binary(v, &[])
+}
+
+/// The key of an input's (or output's) byte count in Triton's binary tensor data extension.
+pub const BINARY_DATA_SIZE: &str = "binary_data_size";
+
+/// A request in Triton's binary tensor data extension (what `tritonclient` sends by default):
+/// the JSON header, then `binary`, the raw contents (little-endian; BYTES as 4-byte length +
+/// bytes) of every input whose `parameters.binary_data_size` gives its byte count, in order.
+/// Plain JSON requests have no binary part.
+pub fn request_from_json_and_binary(v: &Value, binary: &[u8]) -> Result<ModelInferRequest, JsonError> {
     let inputs = v["inputs"]
         .as_array()
         .ok_or_else(|| JsonError::Shape("the request has no \"inputs\" array".into()))?;
-    let tensors = inputs.iter().map(tensor_from_json).collect::<Result<Vec<_>, _>>()?;
+    let mut offset = 0usize;
+    let mut tensors = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let size = input["parameters"][BINARY_DATA_SIZE].as_u64();
+        let tensor = match size {
+            None => tensor_from_json(input)?,
+            Some(n) => {
+                let name = input["name"]
+                    .as_str()
+                    .ok_or_else(|| JsonError::Shape("a tensor has no \"name\"".into()))?;
+                let end = usize::try_from(n)
+                    .ok()
+                    .and_then(|n| offset.checked_add(n))
+                    .filter(|end| *end <= binary.len())
+                    .ok_or_else(|| {
+                        JsonError::Shape(format!(
+                            "input {name}: binary_data_size {n} at byte {offset} runs past the {} bytes of binary data",
+                            binary.len()
+                        ))
+                    })?;
+                let shape: Vec<i64> = input["shape"]
+                    .as_array()
+                    .ok_or_else(|| JsonError::Shape(format!("tensor {name} has no \"shape\"")))?
+                    .iter()
+                    .map(|d| {
+                        d.as_i64()
+                            .ok_or_else(|| JsonError::Shape(format!("tensor {name}: bad shape {d}")))
+                    })
+                    .collect::<Result<_, _>>()?;
+                let mut parameters = parameters_from_json(&input["parameters"]);
+                parameters.remove(BINARY_DATA_SIZE);
+                let raw = Bytes::copy_from_slice(&binary[offset..end]);
+                offset = end;
+                Tensor::from_raw(
+                    name,
+                    input["datatype"].as_str().unwrap_or_default(),
+                    &shape,
+                    &parameters,
+                    &raw,
+                )?
+            }
+        };
+        tensors.push(tensor);
+    }
+    if offset != binary.len() {
+        return Err(JsonError::Shape(format!(
+            "{} bytes of binary data follow the JSON, but its inputs' binary_data_size add up to {offset}",
+            binary.len()
+        )));
+    }
     Ok(InferMessage {
         id: v["id"].as_str().unwrap_or_default().to_string(),
-        parameters: Default::default(),
+        parameters: parameters_from_json(&v["parameters"]),
         tensors,
         encoding: Encoding::Typed,
     }
     .to_request()?)
+}
+
+/// Parameters as a JSON object (`None` when there are none).
+pub fn parameters_to_json(parameters: &Parameters) -> Option<Value> {
+    if parameters.is_empty() {
+        return None;
+    }
+    let sorted: BTreeMap<&String, &InferParameter> = parameters.iter().collect();
+    let object: Map<String, Value> = sorted
+        .into_iter()
+        .map(|(k, p)| {
+            let v = match &p.parameter_choice {
+                Some(ParameterChoice::BoolParam(b)) => json!(b),
+                Some(ParameterChoice::Int64Param(i)) => json!(i),
+                Some(ParameterChoice::StringParam(s)) => json!(s),
+                Some(ParameterChoice::DoubleParam(d)) => json!(d),
+                Some(ParameterChoice::Uint64Param(u)) => json!(u),
+                None => Value::Null,
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    Some(Value::Object(object))
+}
+
+/// A JSON `parameters` object → parameters. Numbers keep their kind (integer, unsigned beyond
+/// `i64`, double); nested values are kept as their JSON text; `null`s are dropped.
+pub fn parameters_from_json(v: &Value) -> Parameters {
+    let Some(object) = v.as_object() else {
+        return Parameters::default();
+    };
+    object
+        .iter()
+        .filter_map(|(k, v)| {
+            let choice = match v {
+                Value::Null => return None,
+                Value::Bool(b) => ParameterChoice::BoolParam(*b),
+                Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                    (Some(i), _) => ParameterChoice::Int64Param(i),
+                    (None, Some(u)) => ParameterChoice::Uint64Param(u),
+                    _ => ParameterChoice::DoubleParam(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                Value::String(s) => ParameterChoice::StringParam(s.clone()),
+                other => ParameterChoice::StringParam(other.to_string()),
+            };
+            Some((
+                k.clone(),
+                InferParameter {
+                    parameter_choice: Some(choice),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// A tensor as JSON (`data` flat, as the protocol's JSON form has it).
@@ -198,12 +319,57 @@ pub fn tensor_to_json(t: &Tensor) -> Value {
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .collect::<Vec<_>>()),
     };
-    json!({"name": t.name, "datatype": t.datatype().as_str(), "shape": t.shape, "data": data})
+    let mut v = json!({"name": t.name, "datatype": t.datatype().as_str(), "shape": t.shape, "data": data});
+    if let (Some(p), Some(o)) = (parameters_to_json(&t.parameters), v.as_object_mut()) {
+        o.insert("parameters".into(), p);
+    }
+    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_tensor_data_extension() {
+        let header = json!({"id": "b", "inputs": [
+            {"name": "x", "datatype": "INT32", "shape": [2], "parameters": {"binary_data_size": 8}},
+            {"name": "s", "datatype": "BYTES", "shape": [1], "data": ["hi"], "parameters": {"content_type": "str"}},
+            {"name": "f", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4}}]});
+        let mut binary = Vec::new();
+        binary.extend_from_slice(&7i32.to_le_bytes());
+        binary.extend_from_slice(&(-1i32).to_le_bytes());
+        binary.extend_from_slice(&2.5f32.to_le_bytes());
+        let request = request_from_json_and_binary(&header, &binary).expect("decodes");
+        let message = InferMessage::from_request(&request).expect("tensors");
+        assert_eq!(message.tensors[0].data, TensorData::Int32(vec![7, -1]));
+        assert!(message.tensors[0].parameters.is_empty(), "binary_data_size is not kept");
+        assert_eq!(
+            message.tensors[1].data,
+            TensorData::Bytes(vec![Bytes::from_static(b"hi")])
+        );
+        assert_eq!(
+            tensor_to_json(&message.tensors[1])["parameters"],
+            json!({"content_type": "str"})
+        );
+        assert_eq!(message.tensors[2].data, TensorData::Fp32(vec![2.5]));
+
+        let short = request_from_json_and_binary(&header, &binary[..10])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            short,
+            "input f: binary_data_size 4 at byte 8 runs past the 10 bytes of binary data"
+        );
+        let mut long = binary.clone();
+        long.push(0);
+        let long = request_from_json_and_binary(&header, &long).unwrap_err().to_string();
+        assert_eq!(
+            long,
+            "13 bytes of binary data follow the JSON, but its inputs' binary_data_size add up to 12"
+        );
+        assert!(request_from_json(&header).is_err(), "binary inputs need their bytes");
+    }
 
     #[test]
     fn every_datatype_round_trips_through_json() {

@@ -206,6 +206,10 @@ impl Drop for GrpcModels {
 }
 
 impl ModelBackend for GrpcModels {
+    fn ready(&self, model: &str) -> Result<bool, String> {
+        GrpcModels::ready(self, model)
+    }
+
     fn infer(&self, model: &str, request: ModelInferRequest) -> Result<ModelInferResponse, String> {
         self.call(model, request).map_err(|e| e.to_string())
     }

@@ -27,13 +27,13 @@ use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 use tonic::Code;
 
-use crate::json::{request_from_json, tensor_from_json, tensor_to_json, JsonError};
+pub use crate::json::{parameters_from_json, parameters_to_json};
+use crate::json::{request_from_json, tensor_from_json, tensor_to_json, JsonError, BINARY_DATA_SIZE};
 use crate::model_client::seconds;
 use crate::model_server::{ReferenceServer, PLATFORM};
 use crate::operator::{ModelBackend, ModelCallError};
-use crate::proto::inference::infer_parameter::ParameterChoice;
-use crate::proto::inference::{InferParameter, ModelInferRequest, ModelInferResponse};
-use crate::tensor::{Encoding, InferMessage, Parameters, TensorError};
+use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
+use crate::tensor::{Encoding, InferMessage, TensorError};
 
 /// Seldon's model-gateway timeout for one call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -41,59 +41,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 // ---------------------------------------------------------------------------------------------
 // JSON forms
 // ---------------------------------------------------------------------------------------------
-
-/// Parameters as a JSON object (`None` when there are none).
-pub fn parameters_to_json(parameters: &Parameters) -> Option<Value> {
-    if parameters.is_empty() {
-        return None;
-    }
-    let sorted: BTreeMap<&String, &InferParameter> = parameters.iter().collect();
-    let object: Map<String, Value> = sorted
-        .into_iter()
-        .map(|(k, p)| {
-            let v = match &p.parameter_choice {
-                Some(ParameterChoice::BoolParam(b)) => json!(b),
-                Some(ParameterChoice::Int64Param(i)) => json!(i),
-                Some(ParameterChoice::StringParam(s)) => json!(s),
-                Some(ParameterChoice::DoubleParam(d)) => json!(d),
-                Some(ParameterChoice::Uint64Param(u)) => json!(u),
-                None => Value::Null,
-            };
-            (k.clone(), v)
-        })
-        .collect();
-    Some(Value::Object(object))
-}
-
-/// A JSON `parameters` object → parameters. Numbers keep their kind (integer, unsigned beyond
-/// `i64`, double); nested values are kept as their JSON text; `null`s are dropped.
-pub fn parameters_from_json(v: &Value) -> Parameters {
-    let Some(object) = v.as_object() else {
-        return Parameters::default();
-    };
-    object
-        .iter()
-        .filter_map(|(k, v)| {
-            let choice = match v {
-                Value::Null => return None,
-                Value::Bool(b) => ParameterChoice::BoolParam(*b),
-                Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-                    (Some(i), _) => ParameterChoice::Int64Param(i),
-                    (None, Some(u)) => ParameterChoice::Uint64Param(u),
-                    _ => ParameterChoice::DoubleParam(n.as_f64().unwrap_or(f64::NAN)),
-                },
-                Value::String(s) => ParameterChoice::StringParam(s.clone()),
-                other => ParameterChoice::StringParam(other.to_string()),
-            };
-            Some((
-                k.clone(),
-                InferParameter {
-                    parameter_choice: Some(choice),
-                },
-            ))
-        })
-        .collect()
-}
 
 /// A request as Open Inference Protocol JSON: `{"id", "parameters"?, "inputs", "outputs"?}`
 /// (`data` flat; the model name goes in the URL, not the body).
@@ -118,6 +65,47 @@ pub fn request_to_json(request: &ModelInferRequest) -> Result<Value, TensorError
 /// A response as Open Inference Protocol JSON: `{"model_name", "model_version"?, "id",
 /// "parameters"?, "outputs"}`.
 pub fn response_to_json(response: &ModelInferResponse) -> Result<Value, TensorError> {
+    response_to_json_and_binary(response, &OutputForm::default()).map(|(v, _)| v)
+}
+
+/// Which outputs a JSON response carries, and which of them travel as binary data (Triton's
+/// binary tensor data extension) instead of JSON `data`.
+#[derive(Clone, Debug, Default)]
+pub struct OutputForm {
+    /// The request's `outputs` names; empty: every output.
+    pub only: Vec<String>,
+    /// Outputs sent as binary (`outputs[].parameters.binary_data`).
+    pub binary: Vec<String>,
+    /// Every output as binary (`parameters.binary_data_output`).
+    pub all_binary: bool,
+}
+
+impl OutputForm {
+    /// What a JSON request asks for.
+    pub fn of_request(v: &Value) -> OutputForm {
+        let outputs = v["outputs"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let names = |binary_only: bool| {
+            outputs
+                .iter()
+                .filter(|o| !binary_only || o["parameters"]["binary_data"].as_bool() == Some(true))
+                .filter_map(|o| o["name"].as_str().map(str::to_string))
+                .collect()
+        };
+        OutputForm {
+            only: names(false),
+            binary: names(true),
+            all_binary: v["parameters"]["binary_data_output"].as_bool() == Some(true),
+        }
+    }
+}
+
+/// A response as JSON plus the binary part (empty unless `form` asks for binary outputs): each
+/// binary output has `parameters.binary_data_size` and no `data`; its raw contents follow the
+/// JSON in output order.
+pub fn response_to_json_and_binary(
+    response: &ModelInferResponse,
+    form: &OutputForm,
+) -> Result<(Value, Vec<u8>), TensorError> {
     let message = InferMessage::from_response(response)?;
     let mut body = Map::new();
     body.insert("model_name".into(), json!(response.model_name));
@@ -128,11 +116,25 @@ pub fn response_to_json(response: &ModelInferResponse) -> Result<Value, TensorEr
     if let Some(p) = parameters_to_json(&message.parameters) {
         body.insert("parameters".into(), p);
     }
-    body.insert(
-        "outputs".into(),
-        Value::Array(message.tensors.iter().map(tensor_to_json).collect()),
-    );
-    Ok(Value::Object(body))
+    let mut binary = Vec::new();
+    let mut outputs = Vec::new();
+    for t in &message.tensors {
+        if !form.only.is_empty() && !form.only.contains(&t.name) {
+            continue;
+        }
+        let mut v = tensor_to_json(t);
+        if form.all_binary || form.binary.contains(&t.name) {
+            let raw = t.to_raw()?;
+            if let Some(o) = v.as_object_mut() {
+                o.remove("data");
+                o.insert("parameters".into(), json!({ BINARY_DATA_SIZE: raw.len() }));
+            }
+            binary.extend_from_slice(&raw);
+        }
+        outputs.push(v);
+    }
+    body.insert("outputs".into(), Value::Array(outputs));
+    Ok((Value::Object(body), binary))
 }
 
 /// A JSON inference response → the protobuf response (typed contents).
@@ -157,7 +159,7 @@ pub fn response_from_json(v: &Value) -> Result<ModelInferResponse, JsonError> {
 // Server
 // ---------------------------------------------------------------------------------------------
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -166,7 +168,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-fn error_response(status: StatusCode, text: impl Into<String>) -> Response {
+pub(crate) fn error_response(status: StatusCode, text: impl Into<String>) -> Response {
     json_response(status, &json!({"error": text.into()}))
 }
 
@@ -231,7 +233,6 @@ async fn model_infer(State(server): State<Arc<ReferenceServer>>, Path(model): Pa
         Err(e) => return error_response(StatusCode::BAD_REQUEST, e.to_string()),
     };
     request.model_name = model;
-    request.parameters = parameters_from_json(&value["parameters"]);
     let response = match server.infer(&request) {
         Ok(r) => r,
         Err(status) => return status_response(&status),
@@ -356,6 +357,16 @@ fn normalise(url: &str) -> String {
 }
 
 impl ModelBackend for RestModels {
+    fn ready(&self, model: &str) -> Result<bool, String> {
+        let base = self
+            .endpoint_of(model)
+            .ok_or_else(|| format!("no model server endpoint is configured for model {model}"))?;
+        match self.agent.get(&format!("{base}/v2/models/{model}/ready")).call() {
+            Ok(r) => Ok(r.status().is_success()),
+            Err(e) => Err(format!("model server {base}: {e}")),
+        }
+    }
+
     fn infer(&self, model: &str, request: ModelInferRequest) -> Result<ModelInferResponse, String> {
         self.call(model, request).map_err(|e| e.to_string())
     }
@@ -435,7 +446,39 @@ impl RestModels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tensor::{Tensor, TensorData};
+    use crate::proto::inference::infer_parameter::ParameterChoice;
+    use crate::proto::inference::InferParameter;
+    use crate::tensor::{Parameters, Tensor, TensorData};
+
+    #[test]
+    fn outputs_as_binary_data_and_only_those_requested() {
+        let response = InferMessage {
+            id: "r".into(),
+            parameters: Default::default(),
+            tensors: vec![
+                Tensor::new("a", vec![2], TensorData::Int32(vec![1, 2])).unwrap(),
+                Tensor::new("b", vec![1], TensorData::Fp64(vec![0.5])).unwrap(),
+            ],
+            encoding: Encoding::Typed,
+        }
+        .to_response()
+        .unwrap();
+        let form = OutputForm::of_request(&json!({"inputs": [], "outputs": [
+            {"name": "a", "parameters": {"binary_data": true}}]}));
+        let (v, binary) = response_to_json_and_binary(&response, &form).unwrap();
+        assert_eq!(
+            v["outputs"],
+            json!([{"name": "a", "datatype": "INT32", "shape": [2], "parameters": {"binary_data_size": 8}}])
+        );
+        assert_eq!(binary, [1, 0, 0, 0, 2, 0, 0, 0]);
+        let all = OutputForm::of_request(&json!({"parameters": {"binary_data_output": true}}));
+        let (v, binary) = response_to_json_and_binary(&response, &all).unwrap();
+        assert_eq!(v["outputs"][1]["parameters"], json!({"binary_data_size": 8}));
+        assert_eq!(binary.len(), 16);
+        let (v, binary) = response_to_json_and_binary(&response, &OutputForm::default()).unwrap();
+        assert_eq!(v["outputs"][1]["data"], json!([0.5]));
+        assert!(binary.is_empty());
+    }
 
     #[test]
     fn urls_are_normalised() {

@@ -39,6 +39,12 @@ pub trait ModelBackend: Send + Sync {
     ) -> Result<crate::proto::inference::ModelInferResponse, ModelCallError> {
         self.infer(model, request).map_err(ModelCallError::Failed)
     }
+
+    /// Whether the model's server says the model is ready (OIP `ModelReady`); `Err` when it
+    /// cannot be asked (no server configured, unreachable, or a backend that cannot tell).
+    fn ready(&self, model: &str) -> Result<bool, String> {
+        Err(format!("cannot ask whether model {model} is ready"))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -157,6 +157,15 @@ impl ModelBackend for PlacedModels {
         self.call(model, request).map_err(|e| e.to_string())
     }
 
+    fn ready(&self, model: &str) -> Result<bool, String> {
+        let url = self.placement.read().ok().and_then(|p| p.get(model).cloned());
+        match (url, &self.fallback) {
+            (Some(endpoint), _) => self.client(&endpoint).map_err(|e| e.to_string())?.ready(model),
+            (None, Some(fallback)) => fallback.ready(model),
+            (None, None) => Err(format!("model {model} is on no Server and no --model-server is given")),
+        }
+    }
+
     fn call(&self, model: &str, request: ModelInferRequest) -> Result<ModelInferResponse, ModelCallError> {
         let url = self.placement.read().ok().and_then(|p| p.get(model).cloned());
         match (url, &self.fallback) {
