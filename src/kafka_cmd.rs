@@ -190,7 +190,7 @@ pub struct WorkerArgs {
 }
 
 /// The worker's own model endpoints (`--model-server`, `--model-endpoint`), or none.
-fn model_backend(
+pub(crate) fn model_backend(
     default: &Option<String>,
     per_model: &[String],
     timeout: Duration,

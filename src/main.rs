@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod gateway_cmd;
 mod graph_svg;
 mod kafka_cmd;
 mod model_server_cmd;
@@ -60,6 +61,9 @@ enum Command {
     Send(kafka_cmd::SendArgs),
     /// Print answers from a pipeline's outputs topic as JSON lines.
     Read(kafka_cmd::ReadArgs),
+    /// The pipeline gateway: synchronous Open Inference Protocol calls of pipelines and models
+    /// over HTTP (9010) and gRPC (9011), answered through their topics.
+    Gateway(gateway_cmd::Args),
     /// Serve the Models with a `flowc://` storageUri with the reference models over gRPC.
     ModelServer(model_server_cmd::Args),
 }
@@ -180,5 +184,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Send(args) => kafka_cmd::send(args),
         Command::Read(args) => kafka_cmd::read(args),
         Command::ModelServer(args) => model_server_cmd::run(args),
+        Command::Gateway(args) => gateway_cmd::run(args),
     }
 }

@@ -9,6 +9,7 @@
 pub mod devbroker;
 pub mod driver;
 pub mod envelope;
+pub mod gateway;
 pub mod json;
 pub mod kafka;
 pub mod model_client;

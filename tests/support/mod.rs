@@ -425,3 +425,216 @@ pub fn fp32(name: &str, shape: Vec<i64>, v: Vec<f32>) -> Tensor {
 pub fn keys(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
+
+/// A running `flowc gateway`: its HTTP base URL and gRPC endpoint.
+pub struct GatewayAddr {
+    pub http: String,
+    pub grpc: String,
+}
+
+impl Env {
+    /// A `flowc gateway` on free ports with `extra` arguments; returns once it says it is ready
+    /// (its outputs consumer holds its partitions).
+    pub fn start_gateway(&mut self, name: &str, extra: &[&str]) -> GatewayAddr {
+        let bootstrap = self.bootstrap();
+        let (http, grpc) = (
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+        );
+        let mut args = vec![
+            "gateway",
+            "-b",
+            &bootstrap,
+            "--http-listen",
+            &http,
+            "--grpc-listen",
+            &grpc,
+        ];
+        let url = self.model_url.clone();
+        if let Some(url) = &url {
+            args.extend(["--model-server", url]);
+        }
+        args.extend(extra);
+        self.procs.push(Proc::spawn(name, self.dir.path(), &args));
+        let addr = GatewayAddr {
+            http: format!("http://{http}"),
+            grpc: format!("http://{grpc}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, _, _)) = http_get(&format!("{}/v2/health/ready", addr.http), &[]) {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway {name} never became ready\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the gateway at `http` answers 200 on `/v2/pipelines/<p>/ready`.
+    pub fn wait_pipeline_ready(&self, http: &str, pipeline: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = http_get(&format!("{http}/v2/pipelines/{pipeline}/ready"), &[]);
+            if let Ok((200, _, _)) = got {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pipeline {pipeline} never became ready on {http}: {got:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// An HTTP answer: status, headers and body text.
+pub type HttpAnswer = (u16, Vec<(String, String)>, String);
+
+fn http_agent() -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .http_status_as_error(false)
+        .build();
+    ureq::Agent::new_with_config(config)
+}
+
+/// `GET url`: status, headers and body text.
+pub fn http_get(url: &str, headers: &[(&str, &str)]) -> Result<HttpAnswer, String> {
+    let mut request = http_agent().get(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    answer(request.call())
+}
+
+/// `POST url` with `body` (JSON): status, headers and body text.
+pub fn http_post(url: &str, headers: &[(&str, &str)], body: &str) -> Result<HttpAnswer, String> {
+    let mut request = http_agent().post(url).header("content-type", "application/json");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    answer(request.send(body))
+}
+
+fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<HttpAnswer, String> {
+    let mut r = response.map_err(|e| e.to_string())?;
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    Ok((status, headers, body))
+}
+
+/// A JSON response's outputs, one line each: `NAME DATATYPE [shape] = values` (as
+/// [`Received::tensors`] renders a record).
+pub fn json_tensors(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    let response = flowc_runtime::model_rest::response_from_json(&v).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let message = InferMessage::from_response(&response).expect("decodes");
+    message.tensors.iter().map(render).collect::<Vec<_>>().join("\n")
+}
+
+/// A response's tensors rendered like [`json_tensors`].
+pub fn response_tensors(response: &ModelInferResponse) -> String {
+    let message = InferMessage::from_response(response).expect("decodes");
+    message.tensors.iter().map(render).collect::<Vec<_>>().join("\n")
+}
+
+fn seq(from: i32, step: i32) -> Vec<i32> {
+    (0..16).map(|i| from + i * step).collect()
+}
+
+/// The samples whose reference models [`worked_examples`] needs served.
+pub const WORKED_EXAMPLE_SAMPLES: [&str; 6] = [
+    "samples/chain.yaml",
+    "samples/join.yaml",
+    "samples/conditional.yaml",
+    "samples/pipeline-inputs.yaml",
+    "samples/triggers.yaml",
+    "samples/cycle.yaml",
+];
+
+/// The worked examples of PIPELINES.md §9 on the reference models: pipeline, request and the
+/// exact answer rendered by [`render`] (the cycle's `stop` tensor line is only its name: its
+/// datatype is the counter model's business).
+pub fn worked_examples() -> Vec<(&'static str, ModelInferRequest, String)> {
+    let sum_diff_in = || {
+        request(vec![
+            int32("INPUT0", vec![1, 16], seq(1, 1)),
+            int32("INPUT1", vec![1, 16], seq(1, 1)),
+        ])
+    };
+    vec![
+        (
+            "tfsimples",
+            sum_diff_in(),
+            format!(
+                "OUTPUT0 INT32 [1, 16] = {:?}\nOUTPUT1 INT32 [1, 16] = {:?}",
+                seq(2, 2),
+                seq(2, 2)
+            ),
+        ),
+        (
+            "join",
+            sum_diff_in(),
+            format!(
+                "OUTPUT0 INT32 [1, 16] = {:?}\nOUTPUT1 INT32 [1, 16] = {:?}",
+                seq(2, 2),
+                seq(2, 2)
+            ),
+        ),
+        (
+            "conditional-pipeline",
+            request(vec![
+                int32("CHOICE", vec![1], vec![0]),
+                fp32("INPUT0", vec![4], vec![1.0, 2.0, 3.0, 4.0]),
+                fp32("INPUT1", vec![4], vec![1.0, 2.0, 3.0, 4.0]),
+            ]),
+            "OUTPUT FP32 [4] = [10.0, 20.0, 30.0, 40.0]".to_string(),
+        ),
+        (
+            "pipeline-inputs",
+            request(vec![
+                fp32("INPUT0", vec![4], vec![1.0, 2.0, 3.0, 4.0]),
+                fp32("INPUT1", vec![4], vec![1.0, 2.0, 3.0, 4.0]),
+            ]),
+            "OUTPUT FP32 [4] = [10.0, 20.0, 30.0, 40.0]\nOUTPUT FP32 [4] = [11.0, 12.0, 13.0, 14.0]".to_string(),
+        ),
+        (
+            "triggers",
+            request(vec![
+                int32("ok1", vec![1], vec![1]),
+                fp32("INPUT", vec![4], vec![1.0, 2.0, 3.0, 4.0]),
+            ]),
+            "OUTPUT FP32 [4] = [10.0, 20.0, 30.0, 40.0]".to_string(),
+        ),
+        (
+            "cycle",
+            request(vec![int32("INPUT", vec![1], vec![0])]),
+            "output INT32 [1] = [10]\nstop".to_string(),
+        ),
+    ]
+}
+
+/// Checks an answer of [`worked_examples`] (`what` names the request in the failure).
+pub fn check_answer(pipeline: &str, what: &str, tensors: &str, expected: &str) {
+    if pipeline == "cycle" {
+        // The counter's `stop` tensor's datatype is the model's business; its name is not.
+        let names: Vec<&str> = tensors.lines().map(|l| l.split(' ').next().unwrap_or("")).collect();
+        assert_eq!(names, ["output", "stop"], "{pipeline} {what}: {tensors}");
+        assert!(
+            tensors.starts_with("output INT32 [1] = [10]"),
+            "{pipeline} {what}: {tensors}"
+        );
+    } else {
+        assert_eq!(tensors, expected, "{pipeline} {what}");
+    }
+}

@@ -1,0 +1,871 @@
+//! The pipeline gateway (PIPELINES.md §7): synchronous Open Inference Protocol requests over
+//! HTTP ([`http`]) and gRPC ([`grpc`]) become records on a pipeline's (or a model's) inputs
+//! topic, and the first record with the same key on its outputs topic answers them.
+//!
+//! Replicas scale by partition, as Seldon's do: every replica joins one consumer group over
+//! the outputs topics, and a request's key `<partition>.<pipeline>.<id>` names a partition this
+//! replica holds, so the answer comes back to it (every hop keeps the key's partition, §4.2).
+//! What is deployed comes from the deployment log, like the workers.
+//!
+//! The core is [`Gateway::infer`]: routing, key and partition, the write, the wait (bounded by
+//! the request timeout, ended early when the caller goes away, since dropping the future drops
+//! its [`Pending`] entry) and the answer or a [`GatewayError`] that each protocol maps to its
+//! status code.
+
+pub mod grpc;
+pub mod http;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use flowc_compiler::ast::Side;
+use flowc_compiler::build::TopicNames;
+use prost::Message as _;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message as _, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{oneshot, watch};
+
+use crate::kafka::control::{ControlReader, Deployments};
+use crate::kafka::placement::{placements, PlacedModels};
+use crate::kafka::{KafkaConfig, KafkaError};
+use crate::operator::ModelBackend;
+use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
+use crate::record::{gateway_key, header as h};
+
+/// Seldon's pipeline gateway ports.
+pub const DEFAULT_HTTP_PORT: u16 = 9010;
+pub const DEFAULT_GRPC_PORT: u16 = 9011;
+
+#[derive(Clone)]
+pub struct GatewayOptions {
+    pub prefix: String,
+    /// The namespace whose pipelines and models this gateway serves.
+    pub namespace: String,
+    /// The consumer group every replica of this gateway joins on the outputs topics.
+    pub group: String,
+    /// How long a request waits for its answer.
+    pub request_timeout: Duration,
+    /// Largest request body (HTTP) or message (gRPC) taken, in bytes.
+    pub max_request_bytes: usize,
+    /// Asks model servers whether models are ready (`/v2/pipelines/<p>/ready`); the placement
+    /// part follows the deployment log.
+    pub models: Option<Arc<PlacedModels>>,
+}
+
+impl GatewayOptions {
+    pub fn new(prefix: impl Into<String>, namespace: impl Into<String>) -> GatewayOptions {
+        let (prefix, namespace) = (prefix.into(), namespace.into());
+        GatewayOptions {
+            group: format!("{prefix}.{namespace}.flowc.gateway"),
+            prefix,
+            namespace,
+            request_timeout: Duration::from_secs(30),
+            max_request_bytes: 4 * 1024 * 1024,
+            models: None,
+        }
+    }
+}
+
+/// What a request is for, from the `Seldon-Model` header (or the path): `<p>.pipeline` is a
+/// pipeline, `<m>` or `<m>.model` a single model called through its topics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Pipeline(String),
+    Model(String),
+}
+
+impl Target {
+    pub fn parse(value: &str) -> Target {
+        let value = value.trim();
+        if let Some(p) = value.strip_suffix(".pipeline") {
+            Target::Pipeline(p.to_string())
+        } else {
+            Target::Model(value.strip_suffix(".model").unwrap_or(value).to_string())
+        }
+    }
+
+    /// Seldon's routing: `seldon-internal-model` wins over `seldon-model`; else the path's name.
+    pub fn route(internal: Option<&str>, seldon_model: Option<&str>, path: Option<Target>) -> Option<Target> {
+        let header = internal
+            .filter(|v| !v.trim().is_empty())
+            .or(seldon_model.filter(|v| !v.trim().is_empty()));
+        header.map(Target::parse).or(path)
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Pipeline(n) | Target::Model(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Pipeline(p) => write!(f, "pipeline {p}"),
+            Target::Model(m) => write!(f, "model {m}"),
+        }
+    }
+}
+
+/// A request's answer: the response (its `model_name` set to the target's name) and the
+/// headers to return: `x-request-id` (the key) and the output record's other `x-*` headers.
+#[derive(Debug)]
+pub struct Answer {
+    pub response: ModelInferResponse,
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no Seldon-Model header: say which pipeline (`Seldon-Model: <p>.pipeline`) or model (`Seldon-Model: <m>`) to call, or use /v2/pipelines/<p>/infer")]
+    NoTarget,
+    #[error("{what} {name} is not deployed in namespace {namespace}{}", hint.as_ref().map(|h| format!(" (did you mean {h}?)")).unwrap_or_default())]
+    NotFound {
+        what: &'static str,
+        name: String,
+        namespace: String,
+        hint: Option<String>,
+    },
+    #[error("pipeline {0} has no `output` section, so it only runs asynchronously: write to its inputs topic and read its outputs topic instead")]
+    AsyncOnly(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request of {size} bytes is over the gateway's limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("request id {0} is already waiting for its answer; use a fresh x-request-id")]
+    Duplicate(String),
+    /// An error record answered the request: `"<model> : <text>"`.
+    #[error("{source_name} : {text}")]
+    Failed {
+        source_name: String,
+        text: String,
+        key: String,
+    },
+    #[error("no answer for request {key} within the gateway's request timeout of {}", crate::model_client::seconds(*waited))]
+    Timeout { key: String, waited: Duration },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// HTTP status code.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            GatewayError::NoTarget
+            | GatewayError::AsyncOnly(_)
+            | GatewayError::BadRequest(_)
+            | GatewayError::Failed { .. } => 400,
+            GatewayError::NotFound { .. } => 404,
+            GatewayError::Duplicate(_) => 409,
+            GatewayError::TooLarge { .. } => 413,
+            GatewayError::Timeout { .. } => 504,
+            GatewayError::Unavailable(_) => 503,
+            GatewayError::Internal(_) => 500,
+        }
+    }
+
+    pub fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            GatewayError::NoTarget | GatewayError::BadRequest(_) => Code::InvalidArgument,
+            GatewayError::AsyncOnly(_) => Code::FailedPrecondition,
+            GatewayError::Failed { .. } => Code::Unknown,
+            GatewayError::NotFound { .. } => Code::NotFound,
+            GatewayError::Duplicate(_) => Code::AlreadyExists,
+            // What tonic answers for a message over its decoding limit.
+            GatewayError::TooLarge { .. } => Code::OutOfRange,
+            GatewayError::Timeout { .. } => Code::DeadlineExceeded,
+            GatewayError::Unavailable(_) => Code::Unavailable,
+            GatewayError::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The request's key, when it got as far as having one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            GatewayError::Failed { key, .. } | GatewayError::Timeout { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// What arrived for a waiting request.
+enum Reply {
+    Response(ModelInferResponse, Vec<(String, String)>),
+    Error { source_name: String, text: String },
+}
+
+struct Waiter {
+    /// Topics whose record with the key answers (the outputs topic; for a model, the errors
+    /// topic too).
+    topics: [String; 2],
+    tx: oneshot::Sender<Reply>,
+}
+
+/// A deployed pipeline or model as the gateway needs it.
+#[derive(Clone, Debug)]
+struct Route {
+    inputs: String,
+    outputs: String,
+    synchronous: bool,
+    /// Models whose readiness makes the route ready.
+    models: Vec<String>,
+}
+
+#[derive(Default)]
+struct Known {
+    pipelines: BTreeMap<String, Route>,
+    models: BTreeMap<String, Route>,
+    /// Partition count per topic (from the broker's metadata).
+    partitions: BTreeMap<String, i32>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub answered: AtomicU64,
+    pub failed: AtomicU64,
+    pub timed_out: AtomicU64,
+    pub abandoned: AtomicU64,
+}
+
+/// State shared by the HTTP and gRPC fronts and the outputs consumer's thread.
+pub struct Gateway {
+    options: GatewayOptions,
+    config: KafkaConfig,
+    producer: FutureProducer,
+    pending: Mutex<HashMap<String, Waiter>>,
+    known: RwLock<Known>,
+    /// Partitions this replica holds, per outputs topic.
+    held: RwLock<BTreeMap<String, Vec<i32>>>,
+    /// Bumped on every assignment change, so a request can wait for its topic's partitions.
+    held_version: watch::Sender<u64>,
+    /// The consumer holds its assignment for the current subscription.
+    assigned: AtomicBool,
+    /// Round robin over the partitions held.
+    next_partition: AtomicU64,
+    /// Sequence part of generated request ids.
+    next_id: AtomicU64,
+    pub stats: Stats,
+    stop: AtomicBool,
+}
+
+/// Removes a request's pending entry however its wait ends (answered, timed out, or the caller
+/// went away and the future was dropped).
+struct Pending<'a> {
+    gateway: &'a Gateway,
+    key: String,
+    done: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.gateway.pending.lock() {
+            p.remove(&self.key);
+        }
+        if !self.done {
+            self.gateway.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(key = %self.key, "caller went away before the answer");
+        }
+    }
+}
+
+impl Gateway {
+    /// Connects to the broker (producer only); [`Gateway::run_consumer`] does the rest.
+    pub fn new(config: &KafkaConfig, options: GatewayOptions) -> Result<Arc<Gateway>, KafkaError> {
+        let producer: FutureProducer = config
+            .producer()
+            // An answer is awaited by a caller: hand records over at once.
+            .set("linger.ms", "0")
+            .create()?;
+        let (held_version, _) = watch::channel(0);
+        Ok(Arc::new(Gateway {
+            options,
+            config: config.clone(),
+            producer,
+            pending: Mutex::new(HashMap::new()),
+            known: RwLock::new(Known::default()),
+            held: RwLock::new(BTreeMap::new()),
+            held_version,
+            assigned: AtomicBool::new(false),
+            next_partition: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
+            stats: Stats::default(),
+            stop: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn options(&self) -> &GatewayOptions {
+        &self.options
+    }
+
+    /// Ready once the outputs consumer holds its partitions (and the deployment log was read).
+    pub fn is_ready(&self) -> bool {
+        self.assigned.load(Ordering::Acquire)
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    fn not_found(&self, target: &Target) -> GatewayError {
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        let (what, names): (&str, Vec<&str>) = match target {
+            Target::Pipeline(_) => ("pipeline", known.pipelines.keys().map(String::as_str).collect()),
+            Target::Model(_) => ("model", known.models.keys().map(String::as_str).collect()),
+        };
+        GatewayError::NotFound {
+            what,
+            name: target.name().to_string(),
+            namespace: self.options.namespace.clone(),
+            hint: flowc_compiler::diagnostic::did_you_mean(target.name(), names).map(str::to_string),
+        }
+    }
+
+    fn route(&self, target: &Target) -> Result<Route, GatewayError> {
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        let route = match target {
+            Target::Pipeline(p) => known.pipelines.get(p),
+            Target::Model(m) => known.models.get(m),
+        };
+        match route {
+            Some(r) => Ok(r.clone()),
+            None => {
+                drop(known);
+                Err(self.not_found(target))
+            }
+        }
+    }
+
+    /// Whether `target` is deployed and every model it runs is ready: `Ok(false)` names the
+    /// first model that is not.
+    pub async fn ready(self: &Arc<Self>, target: &Target) -> Result<Result<(), String>, GatewayError> {
+        let route = self.route(target)?;
+        let held = self.partitions_held(&route.outputs);
+        if held.is_empty() {
+            return Ok(Err(format!(
+                "this gateway holds no partition of {} (yet)",
+                route.outputs
+            )));
+        }
+        let Some(models) = self.options.models.clone() else {
+            return Ok(Ok(()));
+        };
+        let names = route.models.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            for m in &names {
+                match models.ready(m) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(format!("model {m} is not ready")),
+                    Err(e) => return Err(format!("model {m}: {e}")),
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        Ok(answer)
+    }
+
+    fn partitions_held(&self, topic: &str) -> Vec<i32> {
+        self.held
+            .read()
+            .ok()
+            .and_then(|h| h.get(topic).cloned())
+            .unwrap_or_default()
+    }
+
+    /// A partition of `topic` this replica holds, waiting (bounded) while it joins the group.
+    async fn partition_for(&self, topic: &str, deadline: Instant) -> Result<i32, GatewayError> {
+        let mut changes = self.held_version.subscribe();
+        loop {
+            let held = self.partitions_held(topic);
+            if !held.is_empty() {
+                let i = self.next_partition.fetch_add(1, Ordering::Relaxed) as usize % held.len();
+                return Ok(held[i]);
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if wait.is_zero() || tokio::time::timeout(wait, changes.changed()).await.is_err() {
+                return Err(GatewayError::Unavailable(format!(
+                    "this gateway replica holds no partition of {topic}: it is still joining its consumer group, or there are more gateway replicas than partitions"
+                )));
+            }
+        }
+    }
+
+    /// A fresh request id: 20 characters, unique per gateway process and time.
+    fn new_request_id(&self) -> String {
+        const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut bits: u128 =
+            (u128::from(crate::kafka::now_ms() as u64) << 60) ^ (u128::from(std::process::id()) << 28) ^ u128::from(n);
+        let mut out = [0u8; 20];
+        for c in out.iter_mut().rev() {
+            *c = DIGITS[(bits & 31) as usize];
+            bits >>= 5;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// One synchronous call: writes `request` for `target` and waits for the answer.
+    /// `request_id` is the caller's `x-request-id` (a fresh id otherwise); `pass_headers` are
+    /// the caller's `x-*` headers, carried on the record.
+    pub async fn infer(
+        &self,
+        target: &Target,
+        mut request: ModelInferRequest,
+        request_id: Option<&str>,
+        pass_headers: &[(String, String)],
+    ) -> Result<Answer, GatewayError> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let deadline = started + self.options.request_timeout;
+        let route = self.route(target)?;
+        if let Target::Pipeline(p) = target {
+            if !route.synchronous {
+                return Err(GatewayError::AsyncOnly(p.clone()));
+            }
+        }
+        let partition = self
+            .partition_for(&route.outputs, deadline.min(started + Duration::from_secs(10)))
+            .await?;
+        let id = match request_id.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(id) => id.to_string(),
+            None => self.new_request_id(),
+        };
+        let key = gateway_key(partition, target.name(), &id);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self.pending.lock().map_err(|e| GatewayError::Internal(e.to_string()))?;
+            if pending.contains_key(&key) {
+                return Err(GatewayError::Duplicate(id));
+            }
+            let errors = match target {
+                Target::Model(_) => TopicNames::new(&self.options.prefix, &self.options.namespace).errors(),
+                Target::Pipeline(_) => route.outputs.clone(),
+            };
+            pending.insert(
+                key.clone(),
+                Waiter {
+                    topics: [route.outputs.clone(), errors],
+                    tx,
+                },
+            );
+        }
+        let mut guard = Pending {
+            gateway: self,
+            key: key.clone(),
+            done: false,
+        };
+        if request.id.is_empty() {
+            request.id = id.clone();
+        }
+        let inputs_partitions = self
+            .known
+            .read()
+            .ok()
+            .and_then(|k| k.partitions.get(&route.inputs).copied())
+            .unwrap_or(partition + 1);
+        let mut headers = OwnedHeaders::new();
+        if let Target::Pipeline(p) = target {
+            headers = headers.insert(Header {
+                key: h::PIPELINE,
+                value: Some(p.as_str()),
+            });
+        }
+        headers = headers.insert(Header {
+            key: h::REQUEST_ID,
+            value: Some(id.as_str()),
+        });
+        for (k, v) in pass_headers {
+            if k.starts_with("x-") && k != h::REQUEST_ID {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_str()),
+                });
+            }
+        }
+        let value = request.encode_to_vec();
+        let record = FutureRecord::to(&route.inputs)
+            .key(&key)
+            .payload(&value)
+            .partition(partition.min(inputs_partitions - 1).max(0))
+            .headers(headers);
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if let Err((e, _)) = self.producer.send(record, Timeout::After(wait)).await {
+            guard.done = true;
+            return Err(match e.rdkafka_error_code() {
+                Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge) => GatewayError::TooLarge {
+                    size: value.len(),
+                    limit: self.options.max_request_bytes,
+                },
+                _ => GatewayError::Unavailable(format!("cannot write the request to {}: {e}", route.inputs)),
+            });
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let reply = tokio::time::timeout(wait, rx).await;
+        guard.done = true;
+        match reply {
+            Ok(Ok(Reply::Response(mut response, record_headers))) => {
+                self.stats.answered.fetch_add(1, Ordering::Relaxed);
+                response.model_name = target.name().to_string();
+                let mut headers = vec![(h::REQUEST_ID.to_string(), key.clone())];
+                headers.extend(
+                    record_headers
+                        .into_iter()
+                        .filter(|(k, _)| k.starts_with("x-") && k != h::REQUEST_ID),
+                );
+                Ok(Answer { response, headers })
+            }
+            Ok(Ok(Reply::Error { source_name, text })) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                Err(GatewayError::Failed { source_name, text, key })
+            }
+            Ok(Err(_)) => Err(GatewayError::Internal("the gateway is shutting down".into())),
+            Err(_) => {
+                self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                Err(GatewayError::Timeout {
+                    key,
+                    waited: self.options.request_timeout,
+                })
+            }
+        }
+    }
+
+    /// Names of the deployed pipelines and models (for metadata and errors).
+    pub fn deployed(&self) -> (Vec<String>, Vec<String>) {
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        (
+            known.pipelines.keys().cloned().collect(),
+            known.models.keys().cloned().collect(),
+        )
+    }
+
+    /// Whether `target` is deployed (for metadata requests).
+    pub fn exists(&self, target: &Target) -> Result<(), GatewayError> {
+        self.route(target).map(|_| ())
+    }
+
+    // -------------------------------------------------------------- the outputs consumer
+
+    /// Follows the deployment log and consumes the outputs topics, answering waiting requests,
+    /// until [`Gateway::stop`]. Runs on its own thread.
+    pub fn run_consumer(self: &Arc<Self>) -> Result<(), KafkaError> {
+        let mut control = ControlReader::open(&self.config, &self.options.prefix)?;
+        let context = OutputsContext {
+            gateway: Arc::downgrade(self),
+            timeout: self.config.timeout,
+        };
+        let consumer: BaseConsumer<OutputsContext> = self
+            .config
+            .consumer(&self.options.group)
+            // Offsets only say where to resume after a rebalance; answers are idempotent.
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("auto.offset.reset", "latest")
+            .create_with_context(context)?;
+        let mut subscribed: BTreeSet<String> = BTreeSet::new();
+        let mut dirty = true;
+        let mut last_control = Instant::now();
+        tracing::info!(group = %self.options.group, "gateway consumer started");
+        while !self.stop.load(Ordering::Relaxed) {
+            if dirty {
+                let topics = self.refresh(&control.deployments, &consumer);
+                if topics != subscribed {
+                    let list: Vec<&str> = topics.iter().map(String::as_str).collect();
+                    self.assigned.store(false, Ordering::Release);
+                    if list.is_empty() {
+                        consumer.unsubscribe();
+                        self.set_held(BTreeMap::new());
+                        self.assigned.store(true, Ordering::Release);
+                    } else {
+                        consumer.subscribe(&list)?;
+                    }
+                    tracing::info!(topics = ?list, "gateway consumes");
+                    subscribed = topics;
+                }
+                dirty = false;
+            }
+            if let Some(m) = consumer.poll(Duration::from_millis(50)) {
+                match m {
+                    Ok(m) => self.deliver(&m),
+                    Err(e) => tracing::warn!(error = %e, "gateway consumer"),
+                }
+            }
+            if last_control.elapsed() > Duration::from_millis(250) {
+                last_control = Instant::now();
+                match control.poll(Duration::ZERO) {
+                    Ok(changed) => dirty |= changed,
+                    Err(e) => tracing::warn!(error = %e, "reading the deployment log failed; retrying"),
+                }
+            }
+        }
+        // Wake every waiting request: the gateway is going away.
+        if let Ok(mut p) = self.pending.lock() {
+            p.clear();
+        }
+        consumer.unsubscribe();
+        Ok(())
+    }
+
+    /// Rebuilds the routes from the deployment log; returns the topics to consume.
+    fn refresh(&self, deployments: &Deployments, consumer: &BaseConsumer<OutputsContext>) -> BTreeSet<String> {
+        let ns = &self.options.namespace;
+        let names = TopicNames::new(&self.options.prefix, ns);
+        let mut known = Known::default();
+        let mut topics = BTreeSet::new();
+        for d in deployments.values() {
+            match d {
+                crate::kafka::control::Deployment::Pipeline(p) if p.plan.namespace == *ns => {
+                    let route = Route {
+                        inputs: names.pipeline(&p.plan.name, Side::Inputs),
+                        outputs: names.pipeline(&p.plan.name, Side::Outputs),
+                        synchronous: p.plan.synchronous,
+                        models: p.plan.models.clone(),
+                    };
+                    if route.synchronous {
+                        topics.insert(route.outputs.clone());
+                    }
+                    known.pipelines.insert(p.plan.name.clone(), route);
+                }
+                crate::kafka::control::Deployment::Model(m) if m.namespace == *ns => {
+                    topics.insert(m.output_topic.clone());
+                    topics.insert(names.errors());
+                    known.models.insert(
+                        m.name.clone(),
+                        Route {
+                            inputs: m.input_topic.clone(),
+                            outputs: m.output_topic.clone(),
+                            synchronous: true,
+                            models: vec![m.name.clone()],
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        match consumer.fetch_metadata(None, self.config.timeout) {
+            Ok(md) => {
+                for t in md.topics() {
+                    if t.error().is_none() && !t.partitions().is_empty() {
+                        known
+                            .partitions
+                            .insert(t.name().to_string(), t.partitions().len() as i32);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read topic metadata"),
+        }
+        // Only topics that exist can be consumed (apply creates them before it deploys).
+        topics.retain(|t| known.partitions.contains_key(t));
+        if let Some(models) = &self.options.models {
+            let ms: Vec<_> = crate::kafka::control::models(deployments).cloned().collect();
+            let ss: Vec<_> = crate::kafka::control::servers(deployments).cloned().collect();
+            models.update(placements(&ms, &ss));
+        }
+        if let Ok(mut k) = self.known.write() {
+            *k = known;
+        }
+        topics
+    }
+
+    fn set_held(&self, held: BTreeMap<String, Vec<i32>>) {
+        if let Ok(mut h) = self.held.write() {
+            *h = held;
+        }
+        self.held_version.send_modify(|v| *v += 1);
+    }
+
+    /// Answers the request waiting for this record's key, if any (others' answers, duplicates
+    /// and records read again after a rebalance find none and are skipped).
+    fn deliver(&self, m: &BorrowedMessage<'_>) {
+        let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+            return;
+        };
+        let waiter = {
+            let Ok(mut pending) = self.pending.lock() else {
+                return;
+            };
+            match pending.get(key) {
+                Some(w) if w.topics.iter().any(|t| t == m.topic()) => pending.remove(key),
+                _ => None,
+            }
+        };
+        let Some(waiter) = waiter else {
+            return;
+        };
+        let mut error_source = None;
+        let mut headers = Vec::new();
+        if let Some(hs) = m.headers() {
+            for x in hs.iter() {
+                let v = String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned();
+                if x.key == h::PIPELINE_ERRORS {
+                    error_source = Some(v);
+                } else {
+                    headers.push((x.key.to_string(), v));
+                }
+            }
+        }
+        let payload = m.payload().unwrap_or_default();
+        let reply = match error_source {
+            Some(source_name) => Reply::Error {
+                source_name,
+                text: String::from_utf8_lossy(payload).into_owned(),
+            },
+            None => match ModelInferResponse::decode(payload) {
+                Ok(r) => Reply::Response(r, headers),
+                Err(e) => Reply::Error {
+                    source_name: "gateway".to_string(),
+                    text: format!("the answer on {} is not an inference response: {e}", m.topic()),
+                },
+            },
+        };
+        let _ = waiter.tx.send(reply);
+    }
+}
+
+/// Rebalances of the gateway's consumer: a partition with no committed offset starts at the
+/// end as it is now (resolved here, before the gateway says it is ready, so no answer written
+/// after that is missed); the partitions held are published for [`Gateway::partition_for`].
+struct OutputsContext {
+    gateway: std::sync::Weak<Gateway>,
+    timeout: Duration,
+}
+
+impl ClientContext for OutputsContext {}
+
+impl ConsumerContext for OutputsContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let Some(gateway) = self.gateway.upgrade() else {
+            return;
+        };
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let committed = consumer.committed_offsets(tpl.clone(), self.timeout).ok();
+                let mut assign = TopicPartitionList::new();
+                let mut held: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                for e in tpl.elements() {
+                    let (topic, partition) = (e.topic(), e.partition());
+                    let from = committed
+                        .as_ref()
+                        .and_then(|c| c.find_partition(topic, partition))
+                        .map(|c| c.offset())
+                        .filter(|o| matches!(o, Offset::Offset(_)));
+                    let offset = match from {
+                        Some(o) => o,
+                        None => match consumer.fetch_watermarks(topic, partition, self.timeout) {
+                            Ok((_, high)) => Offset::Offset(high),
+                            Err(_) => Offset::End,
+                        },
+                    };
+                    let _ = assign.add_partition_offset(topic, partition, offset);
+                    held.entry(topic.to_string()).or_default().push(partition);
+                }
+                if let Err(e) = consumer.assign(&assign) {
+                    tracing::error!(error = %e, "gateway: cannot take its partitions");
+                    return;
+                }
+                tracing::info!(?held, "gateway holds partitions");
+                gateway.set_held(held);
+                gateway.assigned.store(true, Ordering::Release);
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                gateway.set_held(BTreeMap::new());
+                let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
+                let _ = consumer.unassign();
+            }
+            other => tracing::warn!(error = ?other, "gateway rebalance error"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_follows_seldon_headers_then_the_path() {
+        let p = |s: &str| Target::Pipeline(s.to_string());
+        let m = |s: &str| Target::Model(s.to_string());
+        assert_eq!(Target::parse("iris.pipeline"), p("iris"));
+        assert_eq!(Target::parse("iris.model"), m("iris"));
+        assert_eq!(Target::parse(" iris "), m("iris"));
+        assert_eq!(
+            Target::route(Some("a.pipeline"), Some("b.pipeline"), None),
+            Some(p("a"))
+        );
+        assert_eq!(Target::route(None, Some("b"), Some(p("c"))), Some(m("b")));
+        assert_eq!(Target::route(Some(" "), None, Some(p("c"))), Some(p("c")));
+        assert_eq!(Target::route(None, None, None), None);
+    }
+
+    #[test]
+    fn errors_map_to_http_and_grpc_codes() {
+        let cases = [
+            (GatewayError::NoTarget, 400, tonic::Code::InvalidArgument),
+            (
+                GatewayError::AsyncOnly("p".into()),
+                400,
+                tonic::Code::FailedPrecondition,
+            ),
+            (
+                GatewayError::Failed {
+                    source_name: "m".into(),
+                    text: "boom".into(),
+                    key: "0.p.x".into(),
+                },
+                400,
+                tonic::Code::Unknown,
+            ),
+            (
+                GatewayError::NotFound {
+                    what: "pipeline",
+                    name: "p".into(),
+                    namespace: "default".into(),
+                    hint: None,
+                },
+                404,
+                tonic::Code::NotFound,
+            ),
+            (
+                GatewayError::TooLarge { size: 2, limit: 1 },
+                413,
+                tonic::Code::OutOfRange,
+            ),
+            (
+                GatewayError::Timeout {
+                    key: "0.p.x".into(),
+                    waited: Duration::from_secs(1),
+                },
+                504,
+                tonic::Code::DeadlineExceeded,
+            ),
+        ];
+        for (e, http, grpc) in cases {
+            assert_eq!((e.http_status(), e.grpc_code()), (http, grpc), "{e}");
+        }
+        let failed = GatewayError::Failed {
+            source_name: "tfsimple1".into(),
+            text: "INPUT0: expected INT32, got FP32".into(),
+            key: "1.p.x".into(),
+        };
+        assert_eq!(failed.to_string(), "tfsimple1 : INPUT0: expected INT32, got FP32");
+        assert_eq!(failed.key(), Some("1.p.x"));
+    }
+}
