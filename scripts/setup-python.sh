@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs MLServer (Seldon's Open Inference Protocol server, which flowc did not write) with
-# its scikit-learn runtime into a Python venv, for tests/mlserver_e2e.rs.
+# its scikit-learn runtime, and Triton's KServe V2 client, into a Python venv, for
+# tests/mlserver_e2e.rs and tests/tritonclient_e2e.rs.
 #
 #   ./scripts/setup-python.sh            # prints the venv's bin dir as the last line of stdout
 #   export FLOWC_MLSERVER_BIN="$(./scripts/setup-python.sh | tail -n 1)"
@@ -12,16 +13,20 @@
 # with the venv module (FLOWC_PYTHON overrides the interpreter); about 45 s and 530 MB.
 set -euo pipefail
 
-# The three packages the test is about, pinned exactly so that every machine serves the same
+# The packages the tests are about, pinned exactly so that every machine serves the same
 # server with the same model code:
 # * mlserver 1.7.1 and mlserver-sklearn 1.7.1: the current release; the runtime is released in
 #   lockstep with the server and must have the same version. Both require Python >=3.9,<3.13.
 # * scikit-learn 1.9.1: the current release; it has cp311 manylinux wheels, and mlserver-sklearn
 #   does not bound it (it needs only `predict`/`predict_proba`). Pinned because the model is
 #   pickled with joblib: training and serving must use the same scikit-learn.
+# * tritonclient 2.73.0 with its HTTP and gRPC clients: NVIDIA's KServe V2 client, which
+#   tests/tritonclient_e2e.rs points at flowc's pipeline gateway (mlserver already depends on it;
+#   the extras need nothing beyond the constraints below).
 REQUIREMENTS="mlserver==1.7.1
 mlserver-sklearn==1.7.1
-scikit-learn==1.9.1"
+scikit-learn==1.9.1
+tritonclient[http,grpc]==2.73.0"
 
 # Everything they pull in, pinned too (pip freeze of the resolution above on Python 3.11,
 # Linux x86_64): mlserver bounds almost none of its dependencies, so without these a new
@@ -137,6 +142,9 @@ start=$SECONDS
 
 # Check the install: the runtime imports and the CLI runs.
 "$VENV/bin/python" -c 'import mlserver, mlserver_sklearn, sklearn; print("mlserver", mlserver.__version__, "scikit-learn", sklearn.__version__)' >&2
+# Apart: mlserver and tritonclient.grpc both register the `inference` protobuf package, so one
+# process cannot import both (the tests never do).
+"$VENV/bin/python" -c 'import tritonclient.http, tritonclient.grpc; print("tritonclient ok")' >&2
 "$VENV/bin/mlserver" --version >&2
 
 printf '%s' "$WANT" >"$MARKER"
