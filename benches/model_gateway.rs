@@ -46,7 +46,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 mod common;
 
-use common::{env_usize, MODEL, PARTITIONS};
+use common::{env_usize, summarize, MODEL, PARTITIONS};
 
 const PIPELINE: &str = "bench";
 const INPUTS: &str = "seldon.default.model.bench-id.inputs";
@@ -166,12 +166,6 @@ fn round_trip(p: &BaseProducer, c: &BaseConsumer, key: &str, value: &[u8]) -> (f
     (t.elapsed().as_secs_f64() * 1e3, acked)
 }
 
-/// p-th quantile (0..=1) of milliseconds, nearest rank.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
 /// `n` round trips keyed `<tag>-<i>`: ((p50, p99) of the round trips, p50 of the acks), ms.
 fn round_trips(p: &BaseProducer, c: &BaseConsumer, tag: &str, n: usize, value: &[u8]) -> ((f64, f64), f64) {
     let (mut lat, mut acks) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -181,11 +175,6 @@ fn round_trips(p: &BaseProducer, c: &BaseConsumer, tag: &str, n: usize, value: &
         acks.push(a);
     }
     (summarize(lat), summarize(acks).0)
-}
-
-fn summarize(mut ms: Vec<f64>) -> (f64, f64) {
-    ms.sort_by(|a, b| a.total_cmp(b));
-    (quantile(&ms, 0.50), quantile(&ms, 0.99))
 }
 
 fn main() {

@@ -1,10 +1,13 @@
 //! What the broker benches share: the request they send, the in-process reference model
-//! server, and the 1-step plan deployed with a worker running it in process.
+//! server, the 1-step plan deployed with a worker running it in process, and the raw rdkafka
+//! pipe with the same hops that serves as their baseline.
 #![allow(dead_code)]
 
-use std::sync::atomic::AtomicBool;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use flowc_compiler::{compile, CompileOptions, SourceMap};
 use flowc_runtime::kafka::{deploy, worker, KafkaConfig};
@@ -12,6 +15,11 @@ use flowc_runtime::model_server::{serve, ReferenceServer};
 use flowc_runtime::operator::ModelBackend;
 use flowc_runtime::proto::inference::ModelInferRequest;
 use flowc_runtime::tensor::{Encoding, InferMessage, Tensor, TensorData};
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub const PARTITIONS: i32 = 2;
 /// The model of `benches/one-step.yaml` (an identity model).
@@ -81,4 +89,191 @@ pub fn deploy_and_run(
     wopts.models = Some(models);
     let wc = config.clone();
     std::thread::spawn(move || worker::run(&wc, &wopts, stop).unwrap())
+}
+
+/// The raw rdkafka pipe's topics: `raw.in → [relay] → raw.model.inputs → [relay + model call]
+/// → raw.model.outputs → [relay] → raw.out`, the same hops as a 1-step flowc plan.
+pub const RAW: [&str; 4] = ["raw.in", "raw.model.inputs", "raw.model.outputs", "raw.out"];
+
+/// Creates the [`RAW`] topics and starts the three relays, the middle one calling [`MODEL`]
+/// through `models`; they run until `stop`.
+pub fn start_raw_pipe(
+    config: &KafkaConfig,
+    models: Arc<dyn ModelBackend>,
+    stop: Arc<AtomicBool>,
+) -> Vec<JoinHandle<()>> {
+    let cluster = deploy::Cluster::connect(config).unwrap();
+    cluster
+        .create_topics(
+            &RAW.iter()
+                .map(|t| deploy::TopicSpec {
+                    name: t.to_string(),
+                    partitions: PARTITIONS,
+                    compacted: false,
+                })
+                .collect::<Vec<_>>(),
+            1,
+        )
+        .unwrap();
+    let call = move |bytes: &[u8]| {
+        let request = ModelInferRequest::decode(bytes).unwrap();
+        models.infer(MODEL, request).unwrap().encode_to_vec()
+    };
+    let bootstrap = config.bootstrap.clone();
+    vec![
+        relay(bootstrap.clone(), RAW[0], RAW[1], stop.clone(), |b| b.to_vec()),
+        relay(bootstrap.clone(), RAW[1], RAW[2], stop.clone(), call),
+        relay(bootstrap, RAW[2], RAW[3], stop, |b| b.to_vec()),
+    ]
+}
+
+/// p-th quantile (0..=1) of milliseconds, nearest rank.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// (p50, p99) of milliseconds.
+pub fn summarize(mut ms: Vec<f64>) -> (f64, f64) {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    (quantile(&ms, 0.50), quantile(&ms, 0.99))
+}
+
+/// Writes `n` records keyed `<tag>-<i>` and waits until they are stored.
+pub fn produce(p: &BaseProducer, topic: &str, tag: &str, n: usize, value: &[u8], pipeline: Option<&str>) {
+    for i in 0..n {
+        let key = format!("{tag}-{i}");
+        let mut record = BaseRecord::to(topic).key(&key).payload(value);
+        if let Some(name) = pipeline {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: "pipeline",
+                value: Some(name),
+            }));
+        }
+        loop {
+            match p.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    p.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Reads `topic` from the start until every key `<tag>-<i>` arrived; returns when the last did.
+pub fn await_keys(bootstrap: &str, topic: &str, tag: &str, n: usize) -> Instant {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-reader")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let prefix = format!("{tag}-");
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while seen.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: only {} of {n} records of {tag}",
+            seen.len()
+        );
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            if key.starts_with(&prefix) {
+                seen.insert(key);
+            }
+        }
+    }
+    Instant::now()
+}
+
+/// One raw relay: consume `from`, transform, produce to `to` on the same partition; batch,
+/// transform the batch on up to 16 threads (as flowc's model calls run), flush, commit.
+pub fn relay(
+    bootstrap: String,
+    from: &'static str,
+    to: &'static str,
+    stop: Arc<AtomicBool>,
+    transform: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", format!("raw-{from}"))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("max.poll.interval.ms", "10000")
+            .set("fetch.wait.max.ms", "10")
+            .create()
+            .unwrap();
+        c.subscribe(&[from]).unwrap();
+        let p = producer(&bootstrap, 2);
+        while !stop.load(Ordering::Relaxed) {
+            let mut offsets = TopicPartitionList::new();
+            let started = Instant::now();
+            let mut wait = Duration::from_millis(50);
+            let mut batch = Vec::new();
+            while batch.len() < 500 && started.elapsed() < Duration::from_millis(100) {
+                let Some(Ok(m)) = c.poll(wait) else { break };
+                wait = Duration::ZERO;
+                let _ = offsets.add_partition_offset(from, m.partition(), Offset::Offset(m.offset() + 1));
+                batch.push((
+                    m.key().unwrap_or_default().to_vec(),
+                    m.payload().unwrap_or_default().to_vec(),
+                    m.partition(),
+                    m.headers().map(|h| h.detach()),
+                ));
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let k = batch.len().min(16);
+            let outs: Vec<Vec<u8>> = std::thread::scope(|scope| {
+                let f = &transform;
+                let handles: Vec<_> = batch
+                    .chunks(batch.len().div_ceil(k))
+                    .map(|chunk| scope.spawn(move || chunk.iter().map(|(_, v, _, _)| f(v)).collect::<Vec<_>>()))
+                    .collect();
+                handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+            });
+            for ((key, _, partition, headers), out) in batch.iter().zip(&outs) {
+                let mut record = BaseRecord::to(to)
+                    .key(key.as_slice())
+                    .payload(out.as_slice())
+                    .partition(*partition);
+                if let Some(h) = headers {
+                    record = record.headers(h.clone());
+                }
+                while let Err((_, r)) = p.send(record) {
+                    record = r;
+                    p.poll(Duration::from_millis(5));
+                }
+            }
+            settle(&p);
+            let _ = c.commit(&offsets, CommitMode::Sync);
+        }
+    })
+}
+
+/// Waits until every record sent is acknowledged, as the worker does (rdkafka's `flush`
+/// polls in 100 ms slices, which would cost every batch 100 ms).
+pub fn settle(p: &BaseProducer) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.in_flight_count() > 0 {
+        assert!(Instant::now() < deadline, "records not acknowledged within 30 s");
+        p.poll(Duration::from_millis(1));
+    }
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }

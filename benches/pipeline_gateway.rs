@@ -1,0 +1,264 @@
+//! The pipeline gateway's synchronous latency and throughput for a 1-step pipeline
+//! (benches/one-step.yaml: pipeline inputs → step → model call → output, three hops), against
+//! the floor measured in the same run on the same broker (tansu, started here) and the same
+//! in-process reference model server:
+//!
+//!   gateway:  HTTP POST /v2/pipelines/bench/infer → flowc gateway → [worker, 3 hops] → answer
+//!   floor:    per request, 3 raw produce→consume round trips on one topic (nothing in between)
+//!             plus one direct gRPC call of the model
+//!   raw pipe: records through three raw rdkafka relays, the middle one calling the model
+//!             (benches/common: the baseline of the broker bench)
+//!
+//! Latency: sequential requests, p50 and p99 (goal: gateway p50 within 1.2× of the floor p50).
+//! Throughput: `FLOWC_BENCH_REQUESTS` requests from `FLOWC_BENCH_CLIENTS` concurrent callers,
+//! over HTTP (a blocking client thread each) and over gRPC (async calls on one connection),
+//! against the same number of records through the raw pipe (goal: at least 0.7×).
+//!
+//! Callers are closed loops (the next request once the answer is in) and run on the same
+//! machine as everything else, while the raw pipe gets all its records at once: on a 2-core
+//! machine the callers' own CPU (HTTP client threads, the gRPC client) counts against the
+//! gateway, so more callers in flight and gRPC come closer to the pipe's rate.
+//!
+//!   cargo bench --bench pipeline_gateway
+//!   (FLOWC_BENCH_LATENCY_SAMPLES=200, FLOWC_BENCH_REQUESTS=10000, FLOWC_BENCH_CLIENTS=256;
+//!    FLOWC_BENCH_HTTP=0 skips the HTTP throughput run)
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowc_runtime::devbroker::DevBroker;
+use flowc_runtime::gateway::{Gateway, GatewayOptions};
+use flowc_runtime::kafka::{deploy, KafkaConfig};
+use flowc_runtime::model_client::GrpcModels;
+use flowc_runtime::model_rest::request_to_json;
+use flowc_runtime::operator::ModelBackend;
+use flowc_runtime::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+mod common;
+
+use common::{env_usize, summarize, MODEL};
+
+const ECHO: &str = "raw.echo";
+
+/// One produce→consume round trip on [`ECHO`] (partition 0), in ms.
+fn echo_round_trip(p: &BaseProducer, c: &BaseConsumer, key: &str, value: &[u8]) -> f64 {
+    let t = Instant::now();
+    let mut record = BaseRecord::to(ECHO).key(key).payload(value).partition(0);
+    while let Err((_, r)) = p.send(record) {
+        record = r;
+        p.poll(Duration::from_millis(1));
+    }
+    common::settle(p);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "{ECHO}: {key} never came back");
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            if m.key() == Some(key.as_bytes()) {
+                return t.elapsed().as_secs_f64() * 1e3;
+            }
+        }
+    }
+}
+
+fn agent() -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .http_status_as_error(false)
+        .build();
+    ureq::Agent::new_with_config(config)
+}
+
+/// One synchronous call through the gateway; panics on anything but 200.
+fn call(agent: &ureq::Agent, url: &str, body: &str) {
+    let mut r = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body)
+        .expect("the gateway answers");
+    let status = r.status();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    assert_eq!(status, 200, "{text}");
+}
+
+fn main() {
+    let samples = env_usize("FLOWC_BENCH_LATENCY_SAMPLES", 200).max(1);
+    let requests = env_usize("FLOWC_BENCH_REQUESTS", 10_000).max(1);
+    let clients = env_usize("FLOWC_BENCH_CLIENTS", 256).max(1);
+
+    let broker = DevBroker::start().expect("start the broker (scripts/install-broker.sh)");
+    let bootstrap = broker.bootstrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = common::start_model_server(&rt);
+    let models: Arc<dyn ModelBackend> = Arc::new(GrpcModels::connect(&url).unwrap());
+    let config = KafkaConfig::new(&bootstrap);
+    let stop = Arc::new(AtomicBool::new(false));
+    let state = tempfile::tempdir().unwrap();
+    let worker = common::deploy_and_run(&config, models.clone(), stop.clone(), state.path());
+    let relays = common::start_raw_pipe(&config, models.clone(), stop.clone());
+    deploy::Cluster::connect(&config)
+        .unwrap()
+        .create_topics(
+            &[deploy::TopicSpec {
+                name: ECHO.to_string(),
+                partitions: 1,
+                compacted: false,
+            }],
+            1,
+        )
+        .unwrap();
+
+    // The gateway, in process: its HTTP front on a free port, its consumer on a thread.
+    let gateway = rt
+        .block_on(async { Gateway::new(&config, GatewayOptions::new("seldon", "default")) })
+        .unwrap();
+    let consumer = {
+        let g = gateway.clone();
+        std::thread::spawn(move || g.run_consumer().unwrap())
+    };
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    rt.spawn(flowc_runtime::gateway::http::serve(
+        listener,
+        gateway.clone(),
+        std::future::pending(),
+    ));
+    let grpc_listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let grpc_url = format!("http://{}", grpc_listener.local_addr().unwrap());
+    rt.spawn(flowc_runtime::gateway::grpc::serve(
+        grpc_listener,
+        gateway.clone(),
+        std::future::pending(),
+    ));
+    let infer = format!("{base}/v2/pipelines/bench/infer");
+    let body = request_to_json(&common::request()).unwrap().to_string();
+    let value = common::request().encode_to_vec();
+
+    // Warm up: the gateway holds its partitions, the worker's groups joined, relays running.
+    let a = agent();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = a
+            .get(&format!("{base}/v2/pipelines/bench/ready"))
+            .call()
+            .map(|r| r.status());
+        if matches!(ready, Ok(s) if s == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the gateway never became ready: {ready:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..50 {
+        call(&a, &infer, &body);
+    }
+    let p = common::producer(&bootstrap, 0);
+    common::produce(&p, common::RAW[0], "warm", 50, &value, Some("bench"));
+    common::await_keys(&bootstrap, common::RAW[3], "warm", 50);
+    let echo: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "bench-echo")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(ECHO, 0, Offset::Beginning).unwrap();
+    echo.assign(&tpl).unwrap();
+    for i in 0..20 {
+        echo_round_trip(&p, &echo, &format!("warm-{i}"), &value);
+    }
+
+    // Latency, interleaved so both sides see the same machine.
+    let (mut gw, mut floor) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
+    for i in 0..samples {
+        let t = Instant::now();
+        call(&a, &infer, &body);
+        gw.push(t.elapsed().as_secs_f64() * 1e3);
+        let mut f = 0.0;
+        for hop in 0..3 {
+            f += echo_round_trip(&p, &echo, &format!("floor-{i}-{hop}"), &value);
+        }
+        let t = Instant::now();
+        models.infer(MODEL, common::request()).unwrap();
+        f += t.elapsed().as_secs_f64() * 1e3;
+        floor.push(f);
+    }
+    let ((g50, g99), (f50, f99)) = (summarize(gw), summarize(floor));
+    println!("latency ({samples} sequential requests):");
+    println!("  gateway  p50 {g50:7.2} ms  p99 {g99:7.2} ms");
+    println!("  floor    p50 {f50:7.2} ms  p99 {f99:7.2} ms  (3 raw round trips + 1 direct model call)");
+    println!(
+        "  ratio    p50 {:.2}  p99 {:.2}  (goal: p50 <= 1.2)",
+        g50 / f50,
+        g99 / f99
+    );
+
+    // Throughput: concurrent callers through the gateway (HTTP: one blocking client thread
+    // each; gRPC: async calls on one HTTP/2 connection), then the same count through the raw pipe.
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let http_requests = if std::env::var("FLOWC_BENCH_HTTP").as_deref() == Ok("0") {
+        0
+    } else {
+        requests
+    };
+    std::thread::scope(|s| {
+        for _ in 0..clients {
+            let (next, infer, body) = (next.clone(), &infer, &body);
+            s.spawn(move || {
+                let a = agent();
+                while next.fetch_add(1, Ordering::Relaxed) < http_requests {
+                    call(&a, infer, body);
+                }
+            });
+        }
+    });
+    let http_rate = http_requests as f64 / started.elapsed().as_secs_f64();
+    let grpc_rate = rt.block_on(async {
+        let client = GrpcInferenceServiceClient::connect(grpc_url.clone()).await.unwrap();
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..clients {
+            let (mut client, next) = (client.clone(), next.clone());
+            calls.spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < requests {
+                    let mut r = tonic::Request::new(common::request());
+                    r.metadata_mut()
+                        .insert("seldon-model", "bench.pipeline".parse().unwrap());
+                    client.model_infer(r).await.expect("the gateway answers over gRPC");
+                }
+            });
+        }
+        while let Some(done) = calls.join_next().await {
+            done.unwrap();
+        }
+        requests as f64 / started.elapsed().as_secs_f64()
+    });
+    let started = Instant::now();
+    common::produce(&p, common::RAW[0], "tp", requests, &value, Some("bench"));
+    let done = common::await_keys(&bootstrap, common::RAW[3], "tp", requests);
+    let raw_rate = requests as f64 / (done - started).as_secs_f64();
+    println!("throughput ({requests} requests, {clients} concurrent callers):");
+    println!(
+        "  gateway HTTP  {http_rate:8.0} requests/s  ratio {:.2}",
+        http_rate / raw_rate
+    );
+    println!(
+        "  gateway gRPC  {grpc_rate:8.0} requests/s  ratio {:.2}",
+        grpc_rate / raw_rate
+    );
+    println!("  raw pipe      {raw_rate:8.0} records/s   (goal: ratio >= 0.7)");
+
+    stop.store(true, Ordering::Relaxed);
+    gateway.stop();
+    let _ = consumer.join();
+    for h in relays {
+        let _ = h.join();
+    }
+    let _ = worker.join();
+}
