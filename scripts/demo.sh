@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone: build flowc, compile a sample pipeline, draw its DAG, then
-# run it end to end on a local Kafka-protocol broker (tansu) with the reference model server
-# and one worker, send a request and print the answer.
+# run it end to end on a local Kafka-protocol broker (tansu) with the reference model server,
+# one worker and the pipeline gateway: the request goes in once asynchronously (through the
+# topics, with `flowc send`/`flowc read`) and once synchronously (HTTP POST to the gateway, as a
+# Seldon client calls it), and both answers are printed.
 #
 #   ./scripts/demo.sh [join|chain|conditional|pipeline-inputs|triggers|cycle]
 #
@@ -53,12 +55,38 @@ rm -rf target/demo/state
     --model-server "http://127.0.0.1:$model_port" >target/demo/worker.log 2>&1 &
 pids+=($!)
 
+gateway_port="$(free_port)"
+echo "==> flowc gateway on 127.0.0.1:$gateway_port (HTTP; log: target/demo/gateway.log)"
+"$flowc" gateway -b "$bootstrap" --http-listen "127.0.0.1:$gateway_port" --grpc-listen "127.0.0.1:$(free_port)" \
+    --model-server "http://127.0.0.1:$model_port" >target/demo/gateway.log 2>&1 &
+pids+=($!)
+
 pipeline="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pipeline"])' "$request")"
 echo "==> flowc send $pipeline @$request"
 key="$("$flowc" send "$pipeline" "@$request" -b "$bootstrap")"
 echo "request key: $key"
 echo "==> flowc read $pipeline --key $key"
 "$flowc" read "$pipeline" --key "$key" --wait-ms 60000 -b "$bootstrap"
+echo "==> POST http://127.0.0.1:$gateway_port/v2/pipelines/$pipeline/infer (synchronous, through the gateway)"
+python3 - "http://127.0.0.1:$gateway_port" "$pipeline" "$request" <<'PY'
+import sys, time, urllib.request, urllib.error
+base, pipeline, request = sys.argv[1:4]
+for _ in range(300):  # until the gateway holds its partitions and the models are ready
+    try:
+        urllib.request.urlopen(f"{base}/v2/pipelines/{pipeline}/ready", timeout=5)
+        break
+    except (urllib.error.URLError, OSError):
+        time.sleep(0.2)
+body = open(request, "rb").read()
+r = urllib.request.Request(f"{base}/v2/pipelines/{pipeline}/infer", data=body,
+                           headers={"content-type": "application/json"})
+try:
+    with urllib.request.urlopen(r, timeout=60) as answer:
+        print(answer.read().decode())
+        print("x-request-id:", answer.headers.get("x-request-id"))
+except urllib.error.HTTPError as e:
+    sys.exit(f"HTTP {e.code}: {e.read().decode()}")
+PY
 echo "==> flowc status"
 "$flowc" status -b "$bootstrap"
 echo "The compiled DAG is in target/demo/dag.svg (open it in a browser)."
