@@ -135,6 +135,11 @@ fn worked_examples_over_http_and_grpc() {
         let ids = header(&headers, "x-request-id");
         assert_eq!(ids.len(), 1, "{headers:?}");
         assert!(ids[0].ends_with(&format!(".{pipeline}.{id}")), "{ids:?}");
+        // The model server's `x-*` response header, carried by the records (§6) to the answer.
+        assert!(
+            !header(&headers, "x-flowc-reference-model").is_empty(),
+            "{pipeline}: {headers:?}"
+        );
 
         // gRPC with `seldon-model` metadata.
         let answer = grpc_infer(&rt, &gw, &[("seldon-model", &seldon_model)], req.clone())

@@ -214,7 +214,15 @@ impl ModelBackend for GrpcModels {
         self.call(model, request).map_err(|e| e.to_string())
     }
 
-    fn call(&self, model: &str, mut request: ModelInferRequest) -> Result<ModelInferResponse, ModelCallError> {
+    fn call(&self, model: &str, request: ModelInferRequest) -> Result<ModelInferResponse, ModelCallError> {
+        self.call_with_headers(model, request).map(|(r, _)| r)
+    }
+
+    fn call_with_headers(
+        &self,
+        model: &str,
+        mut request: ModelInferRequest,
+    ) -> Result<(ModelInferResponse, Vec<(String, String)>), ModelCallError> {
         let failed = ModelCallError::Failed;
         let runtime = self
             .runtime
@@ -242,6 +250,19 @@ impl ModelBackend for GrpcModels {
     }
 }
 
+/// A response's `x-*` metadata (ASCII values), in order.
+fn x_headers(metadata: &tonic::metadata::MetadataMap) -> Vec<(String, String)> {
+    metadata
+        .iter()
+        .filter_map(|kv| match kv {
+            tonic::metadata::KeyAndValueRef::Ascii(k, v) if k.as_str().starts_with("x-") => {
+                Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// One model call's settings.
 struct Call {
     url: String,
@@ -251,7 +272,11 @@ struct Call {
 }
 
 impl Call {
-    async fn run(self, channel: Channel, request: ModelInferRequest) -> Result<ModelInferResponse, ModelCallError> {
+    async fn run(
+        self,
+        channel: Channel,
+        request: ModelInferRequest,
+    ) -> Result<(ModelInferResponse, Vec<(String, String)>), ModelCallError> {
         let mut client = GrpcInferenceServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -268,7 +293,10 @@ impl Call {
             let mut grpc_request = tonic::Request::new(message);
             grpc_request.set_timeout(self.timeout);
             let status = match tokio::time::timeout(self.timeout, client.model_infer(grpc_request)).await {
-                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Ok(response)) => {
+                    let headers = x_headers(response.metadata());
+                    return Ok((response.into_inner(), headers));
+                }
                 Ok(Err(status)) if status.code() == Code::Unavailable && last => {
                     return Err(ModelCallError::Unavailable(self.describe(&status, attempt)))
                 }

@@ -30,7 +30,7 @@ use tonic::Code;
 pub use crate::json::{parameters_from_json, parameters_to_json};
 use crate::json::{request_from_json, tensor_from_json, tensor_to_json, JsonError, BINARY_DATA_SIZE};
 use crate::model_client::seconds;
-use crate::model_server::{ReferenceServer, PLATFORM};
+use crate::model_server::{ReferenceServer, PLATFORM, REFERENCE_MODEL_HEADER};
 use crate::operator::{ModelBackend, ModelCallError};
 use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
 use crate::tensor::{Encoding, InferMessage, TensorError};
@@ -238,7 +238,13 @@ async fn model_infer(State(server): State<Arc<ReferenceServer>>, Path(model): Pa
         Err(status) => return status_response(&status),
     };
     match response_to_json(&response) {
-        Ok(v) => json_response(StatusCode::OK, &v),
+        Ok(v) => {
+            let mut r = json_response(StatusCode::OK, &v);
+            if let Some(Ok(reference)) = server.models().get(&request.model_name).map(|m| m.parse()) {
+                r.headers_mut().insert(REFERENCE_MODEL_HEADER, reference);
+            }
+            r
+        }
         Err(e) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("model {} gave an undecodable response: {e}", request.model_name),
@@ -372,6 +378,14 @@ impl ModelBackend for RestModels {
     }
 
     fn call(&self, model: &str, request: ModelInferRequest) -> Result<ModelInferResponse, ModelCallError> {
+        self.call_with_headers(model, request).map(|(r, _)| r)
+    }
+
+    fn call_with_headers(
+        &self,
+        model: &str,
+        request: ModelInferRequest,
+    ) -> Result<(ModelInferResponse, Vec<(String, String)>), ModelCallError> {
         let failed = ModelCallError::Failed;
         let base = self
             .endpoint_of(model)
@@ -386,10 +400,16 @@ impl ModelBackend for RestModels {
             .send(&body[..])
             .and_then(|mut r| {
                 let status = r.status();
+                let headers: Vec<(String, String)> = r
+                    .headers()
+                    .iter()
+                    .filter(|(k, _)| k.as_str().starts_with("x-"))
+                    .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                    .collect();
                 let text = r.body_mut().with_config().limit(u64::MAX).read_to_string()?;
-                Ok((status, text))
+                Ok((status, headers, text))
             });
-        let (status, text) = match answer {
+        let (status, headers, text) = match answer {
             Ok(a) => a,
             Err(e) => return Err(self.transport_error(base, e)),
         };
@@ -407,7 +427,7 @@ impl ModelBackend for RestModels {
         if response.model_name.is_empty() {
             response.model_name = model.to_string();
         }
-        Ok(response)
+        Ok((response, headers))
     }
 }
 

@@ -70,6 +70,10 @@ impl fmt::Display for UnknownReference {
     }
 }
 
+/// Response header (gRPC metadata, HTTP header) naming the reference model that answered: an
+/// `x-*` header, so the model gateway carries it onto the output record (§6).
+pub const REFERENCE_MODEL_HEADER: &str = "x-flowc-reference-model";
+
 impl ReferenceServer {
     /// A server with no models.
     pub fn new() -> Self {
@@ -207,7 +211,14 @@ impl GrpcInferenceService for ReferenceServer {
     }
 
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
-        self.infer(request.get_ref()).map(Response::new)
+        let response = self.infer(request.get_ref())?;
+        let mut response = Response::new(response);
+        if let Some(reference) = self.models.get(&request.get_ref().model_name) {
+            if let Ok(v) = reference.parse() {
+                response.metadata_mut().insert(REFERENCE_MODEL_HEADER, v);
+            }
+        }
+        Ok(response)
     }
 }
 

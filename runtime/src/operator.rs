@@ -40,6 +40,16 @@ pub trait ModelBackend: Send + Sync {
         self.infer(model, request).map_err(ModelCallError::Failed)
     }
 
+    /// Like [`ModelBackend::call`], with the server's `x-*` response headers (gRPC metadata or
+    /// HTTP headers), which the model gateway copies onto the output record (§6).
+    fn call_with_headers(
+        &self,
+        model: &str,
+        request: crate::proto::inference::ModelInferRequest,
+    ) -> Result<(crate::proto::inference::ModelInferResponse, Vec<(String, String)>), ModelCallError> {
+        self.call(model, request).map(|r| (r, Vec::new()))
+    }
+
     /// Whether the model's server says the model is ready (OIP `ModelReady`); `Err` when it
     /// cannot be asked (no server configured, unreachable, or a backend that cannot tell).
     fn ready(&self, model: &str) -> Result<bool, String> {

@@ -123,10 +123,13 @@ fn sum_diff_answers_exactly() {
     assert_eq!(out.tensors[0].data, TensorData::Int32((2..=17).collect()));
     assert_eq!(out.tensors[1].data, TensorData::Int32((0..16).collect()));
 
-    // The same connection pool serves a second call (and another model).
+    // The same connection pool serves a second call (and another model); the server's `x-*`
+    // response headers come back for the output record (§6).
     let x = Tensor::new("INPUT", vec![4], TensorData::Fp32(vec![1.0, 2.0, 3.0, 4.0])).unwrap();
-    let out = InferMessage::from_response(&models.call("mul", request(vec![x])).unwrap()).unwrap();
+    let (response, headers) = models.call_with_headers("mul", request(vec![x])).unwrap();
+    let out = InferMessage::from_response(&response).unwrap();
     assert_eq!(out.tensors[0].data, TensorData::Fp32(vec![10.0, 20.0, 30.0, 40.0]));
+    assert_eq!(headers, [("x-flowc-reference-model".to_string(), "mul10".to_string())]);
 }
 
 #[test]

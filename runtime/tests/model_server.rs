@@ -135,6 +135,14 @@ fn sum_diff_over_grpc_is_exact() {
             ]
         );
     }
+    // The server's `x-*` metadata comes back for the output record (§6).
+    let (_, headers) = models
+        .call_with_headers("tfsimple1", sum_diff_request(Encoding::Typed))
+        .unwrap();
+    assert_eq!(
+        headers,
+        [("x-flowc-reference-model".to_string(), "sum-diff".to_string())]
+    );
 }
 
 #[test]

@@ -107,9 +107,14 @@ impl Operator for ModelCall {
             ));
         };
         request.model_name.clone_from(&self.model);
-        match self.backend.call(&self.model, request) {
-            Ok(mut response) => {
+        match self.backend.call_with_headers(&self.model, request) {
+            Ok((mut response, server_headers)) => {
                 response.model_name.clone_from(&self.model);
+                // The server's `x-*` response headers ride on the output record (§6).
+                for (name, value) in server_headers {
+                    envelope.headers.retain(|(n, _)| *n != name);
+                    envelope.headers.push((name, value.into_bytes()));
+                }
                 envelope.payload = Payload::Response(response);
                 ctx.emit(envelope);
             }
