@@ -56,6 +56,10 @@ pub struct ApplyArgs {
     /// Show what would change and stop.
     #[arg(long)]
     pub dry_run: bool,
+    /// The pipeline gateway's URL, as explainers reach it: their `infer_uri` is
+    /// `<url>/v2/models/<m>/infer` or `<url>/v2/pipelines/<p>/infer`.
+    #[arg(long, env = "FLOWC_GATEWAY_URL", default_value = "http://127.0.0.1:9010")]
+    pub gateway_url: String,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -88,6 +92,7 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
             partitions: args.partitions,
             replication: args.replication_factor,
             dry_run: args.dry_run,
+            gateway_url: args.gateway_url.clone(),
         },
     )?;
     for line in &report.lines {

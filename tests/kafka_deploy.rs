@@ -117,6 +117,25 @@ fn apply_list_status_update_and_delete() {
     assert!(diff.contains("~ sub-topology _output"), "{diff}");
     assert!(diff.contains("(dry run: nothing applied)"), "{diff}");
 
+    // Explainers are told where to call what they explain (§1.2).
+    let out = env.flowc(&[
+        "apply",
+        "samples/explainer.yaml",
+        "--dry-run",
+        "--gateway-url",
+        "http://gateway.example:9010/",
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        text.contains("model iris-explainer: create\n  its server must call http://gateway.example:9010/v2/models/iris/infer (MLServer: put {\"extra\":{\"explainer_type\":\"anchor_tabular\",\"infer_uri\":\"http://gateway.example:9010/v2/models/iris/infer\"}} in the model's model-settings.json, under `parameters`)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("its server must call http://gateway.example:9010/v2/pipelines/iris-pipeline/infer"),
+        "{text}"
+    );
+
     // Records written after apply but before any worker runs are processed (§7, flowc).
     let producer = env.producer();
     let ks = keys("early", 3);

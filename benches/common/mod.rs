@@ -83,6 +83,7 @@ pub fn deploy_and_run(
         partitions: PARTITIONS,
         replication: 1,
         dry_run: false,
+        gateway_url: "http://127.0.0.1:9010".into(),
     };
     deploy::apply(config, &plan, &options).expect("apply");
     let mut wopts = worker::WorkerOptions::new("seldon", state);

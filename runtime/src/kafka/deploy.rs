@@ -212,6 +212,9 @@ pub struct ApplyOptions {
     pub replication: i32,
     /// Only report what would change.
     pub dry_run: bool,
+    /// The pipeline gateway's base URL, from which explainers (and LLM models) get their
+    /// `infer_uri` (§1.2).
+    pub gateway_url: String,
 }
 
 /// What `apply` did or would do, one line each.
@@ -336,6 +339,12 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
         match placed_on.get(&m.name) {
             Some(on) => report.lines.push(format!("model {}: {verb}, {on}", m.name)),
             None => report.lines.push(format!("model {}: {verb}", m.name)),
+        }
+        if let Some(settings) = infer_uri_settings(m, &options.gateway_url) {
+            report.lines.push(format!(
+                "  its server must call {} (MLServer: put {settings} in the model's model-settings.json, under `parameters`)",
+                settings["extra"]["infer_uri"].as_str().unwrap_or_default()
+            ));
         }
     }
     for p in &plan.pipelines {
@@ -635,6 +644,24 @@ fn model_source(m: &ModelPlan) -> String {
     m.reference_model
         .clone()
         .map_or_else(|| m.storage_uri.clone(), |r| format!("flowc://{r}"))
+}
+
+/// The `extra` settings an explainer (or LLM) model's runtime needs (§1.2): `infer_uri`, the
+/// gateway URL of what it explains, and for an explainer its `explainer_type`, as MLServer's
+/// alibi-explain runtime reads them from `parameters.extra`. `None` for other models.
+pub fn infer_uri_settings(model: &ModelPlan, gateway_url: &str) -> Option<serde_json::Value> {
+    let base = gateway_url.trim_end_matches('/');
+    if let Some(e) = &model.explainer {
+        let mut extra = serde_json::json!({"infer_uri": format!("{base}{}", e.infer_path)});
+        if let Some(t) = &e.explainer_type {
+            extra["explainer_type"] = serde_json::json!(t);
+        }
+        return Some(serde_json::json!({"extra": extra}));
+    }
+    model
+        .llm_infer_path
+        .as_ref()
+        .map(|path| serde_json::json!({"extra": {"infer_uri": format!("{base}{path}")}}))
 }
 
 /// Loads a placed model through its server's repository API where it has one (MLServer:
