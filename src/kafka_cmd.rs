@@ -385,3 +385,88 @@ pub fn read(args: ReadArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum InspectFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// What to show: `P` (every step, the pipeline's inputs and outputs, errors), `P.S`,
+    /// `P.S.inputs`, `P.S.outputs`, `P.S.outputs.T`, `P.inputs[.T]`, `P.outputs[.T]`.
+    pub target: String,
+    /// Only this request, step by step: its raw id, its key, or its `x-request-id`.
+    #[arg(long, short = 'r')]
+    pub request_id: Option<String>,
+    /// Records per topic (without --request-id).
+    #[arg(long, short = 'c', alias = "offset", default_value_t = 10)]
+    pub count: usize,
+    /// Search only records written in the last DURATION (e.g. 30s, 10m, 2h) instead of the
+    /// whole retained topics.
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    #[arg(long, short, value_enum, default_value_t = InspectFormat::Text)]
+    pub format: InspectFormat,
+    /// Show record headers.
+    #[arg(long)]
+    pub headers: bool,
+    /// Show whole tensors (default: the first 8 values of each).
+    #[arg(long)]
+    pub full: bool,
+    /// Give up after this long, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub wait_ms: u64,
+    #[arg(long, short, default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// `30s`, `10m`, `2h`, `1d` or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("--since {text}: expected a number and a unit, e.g. 30s, 10m, 2h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        other => anyhow::bail!("--since {text}: unknown unit `{other}` (use s, m, h or d)"),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// `flowc inspect` (§8): the records of a pipeline's topics, or one request's lineage.
+pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
+    use flowc_runtime::kafka::inspect::{self, InspectOptions, Selector};
+    let selector = Selector::parse(&args.target).map_err(anyhow::Error::msg)?;
+    let since_ms = match &args.since {
+        Some(d) => Some(flowc_runtime::kafka::now_ms() - parse_duration(d)?.as_millis() as i64),
+        None => None,
+    };
+    let options = InspectOptions {
+        prefix: args.kafka.prefix.clone(),
+        namespace: args.namespace.clone(),
+        count: args.count.max(1),
+        request_id: args.request_id.clone(),
+        since_ms,
+        full: args.full,
+        headers: args.headers,
+        timeout: Duration::from_millis(args.wait_ms.max(100)),
+    };
+    let config = args.kafka.config()?;
+    let shown = inspect::inspect(&config, &selector, &options)?;
+    match args.format {
+        InspectFormat::Text => print!("{}", inspect::render_text(&shown, &options)),
+        InspectFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&inspect::render_json(&shown, &options))?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -61,6 +61,8 @@ enum Command {
     Send(kafka_cmd::SendArgs),
     /// Print answers from a pipeline's outputs topic as JSON lines.
     Read(kafka_cmd::ReadArgs),
+    /// Show what a pipeline's steps read and wrote, or one request's lineage (--request-id).
+    Inspect(kafka_cmd::InspectArgs),
     /// The pipeline gateway: synchronous Open Inference Protocol calls of pipelines and models
     /// over HTTP (9010) and gRPC (9011), answered through their topics.
     Gateway(gateway_cmd::Args),
@@ -183,6 +185,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Worker(args) => kafka_cmd::worker(args),
         Command::Send(args) => kafka_cmd::send(args),
         Command::Read(args) => kafka_cmd::read(args),
+        Command::Inspect(args) => kafka_cmd::inspect(args),
         Command::ModelServer(args) => model_server_cmd::run(args),
         Command::Gateway(args) => gateway_cmd::run(args),
     }

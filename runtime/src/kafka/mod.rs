@@ -5,6 +5,7 @@
 pub mod config;
 pub mod control;
 pub mod deploy;
+pub mod inspect;
 pub mod placement;
 pub mod restore;
 pub mod worker;
