@@ -182,6 +182,33 @@ fn errors_readiness_and_single_models() {
         fp32("INPUT1", vec![1], vec![1.0]),
     ]);
 
+    // One trace per request: the caller's traceparent is continued to the model server (which
+    // echoes what it received in x-flowc-received-traceparent, carried back by the records).
+    let trace_id = |v: &str| v.split('-').nth(1).unwrap_or_default().to_string();
+    let caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let (status, headers, body) = http_post(
+        &url("/v2/pipelines/tfsimples/infer"),
+        &[("traceparent", caller)],
+        &json_body(&good),
+    )
+    .expect("http");
+    assert_eq!(status, 200, "{body}");
+    let received = header(&headers, "x-flowc-received-traceparent");
+    assert_eq!(received.len(), 1, "{headers:?}");
+    assert_eq!(trace_id(received[0]), "0af7651916cd43dd8448eb211c80319c", "{headers:?}");
+    assert_ne!(received[0], caller, "each hop is its own span");
+    // Without one, the gateway starts the trace; the model server sees the same trace id.
+    let (status, headers, body) =
+        http_post(&url("/v2/pipelines/tfsimples/infer"), &[], &json_body(&good)).expect("http");
+    assert_eq!(status, 200, "{body}");
+    let started = header(&headers, "traceparent");
+    assert_eq!(started.len(), 1, "{headers:?}");
+    assert_eq!(
+        trace_id(header(&headers, "x-flowc-received-traceparent")[0]),
+        trace_id(started[0]),
+        "{headers:?}"
+    );
+
     // Unknown pipeline: 404 with a suggestion.
     let (status, _, body) = http_post(&url("/v2/pipelines/tfsimple/infer"), &[], &json_body(&good)).expect("http");
     assert_eq!(status, 404, "{body}");

@@ -22,6 +22,7 @@ pub mod reference;
 pub mod state;
 pub mod task;
 pub mod tensor;
+pub mod trace;
 
 pub mod proto {
     //! Generated Open Inference Protocol (KServe V2) messages, client and server.

@@ -215,13 +215,14 @@ impl ModelBackend for GrpcModels {
     }
 
     fn call(&self, model: &str, request: ModelInferRequest) -> Result<ModelInferResponse, ModelCallError> {
-        self.call_with_headers(model, request).map(|(r, _)| r)
+        self.call_with_headers(model, request, &[]).map(|(r, _)| r)
     }
 
     fn call_with_headers(
         &self,
         model: &str,
         mut request: ModelInferRequest,
+        request_headers: &[(String, String)],
     ) -> Result<(ModelInferResponse, Vec<(String, String)>), ModelCallError> {
         let failed = ModelCallError::Failed;
         let runtime = self
@@ -239,6 +240,7 @@ impl ModelBackend for GrpcModels {
             timeout: self.timeout,
             tries: self.tries,
             backoff: self.backoff,
+            metadata: request_headers.to_vec(),
         };
         // Spawned rather than `block_on`: works from any thread, even one of another runtime.
         let (tx, rx) = mpsc::sync_channel(1);
@@ -269,6 +271,8 @@ struct Call {
     timeout: Duration,
     tries: u32,
     backoff: Duration,
+    /// Request metadata sent with every try (`traceparent`).
+    metadata: Vec<(String, String)>,
 }
 
 impl Call {
@@ -292,6 +296,14 @@ impl Call {
             };
             let mut grpc_request = tonic::Request::new(message);
             grpc_request.set_timeout(self.timeout);
+            for (k, v) in &self.metadata {
+                if let (Ok(k), Ok(v)) = (
+                    tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
+                    tonic::metadata::MetadataValue::try_from(v.as_str()),
+                ) {
+                    grpc_request.metadata_mut().insert(k, v);
+                }
+            }
             let status = match tokio::time::timeout(self.timeout, client.model_infer(grpc_request)).await {
                 Ok(Ok(response)) => {
                     let headers = x_headers(response.metadata());

@@ -30,7 +30,7 @@ use tonic::Code;
 pub use crate::json::{parameters_from_json, parameters_to_json};
 use crate::json::{request_from_json, tensor_from_json, tensor_to_json, JsonError, BINARY_DATA_SIZE};
 use crate::model_client::seconds;
-use crate::model_server::{ReferenceServer, PLATFORM, REFERENCE_MODEL_HEADER};
+use crate::model_server::{ReferenceServer, PLATFORM, RECEIVED_TRACEPARENT_HEADER, REFERENCE_MODEL_HEADER};
 use crate::operator::{ModelBackend, ModelCallError};
 use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
 use crate::tensor::{Encoding, InferMessage, TensorError};
@@ -223,7 +223,12 @@ async fn model_ready(State(server): State<Arc<ReferenceServer>>, Path(model): Pa
     json_response(StatusCode::OK, &json!({"name": model, "ready": true}))
 }
 
-async fn model_infer(State(server): State<Arc<ReferenceServer>>, Path(model): Path<String>, body: Bytes) -> Response {
+async fn model_infer(
+    State(server): State<Arc<ReferenceServer>>,
+    Path(model): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let value: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, format!("malformed JSON request: {e}")),
@@ -242,6 +247,9 @@ async fn model_infer(State(server): State<Arc<ReferenceServer>>, Path(model): Pa
             let mut r = json_response(StatusCode::OK, &v);
             if let Some(Ok(reference)) = server.models().get(&request.model_name).map(|m| m.parse()) {
                 r.headers_mut().insert(REFERENCE_MODEL_HEADER, reference);
+            }
+            if let Some(tp) = headers.get("traceparent").cloned() {
+                r.headers_mut().insert(RECEIVED_TRACEPARENT_HEADER, tp);
             }
             r
         }
@@ -378,13 +386,14 @@ impl ModelBackend for RestModels {
     }
 
     fn call(&self, model: &str, request: ModelInferRequest) -> Result<ModelInferResponse, ModelCallError> {
-        self.call_with_headers(model, request).map(|(r, _)| r)
+        self.call_with_headers(model, request, &[]).map(|(r, _)| r)
     }
 
     fn call_with_headers(
         &self,
         model: &str,
         request: ModelInferRequest,
+        request_headers: &[(String, String)],
     ) -> Result<(ModelInferResponse, Vec<(String, String)>), ModelCallError> {
         let failed = ModelCallError::Failed;
         let base = self
@@ -393,22 +402,21 @@ impl ModelBackend for RestModels {
         let body = request_to_json(&request).map_err(|e| failed(format!("model {model}: {e}")))?;
         let body = serde_json::to_vec(&body).map_err(|e| failed(format!("model {model}: {e}")))?;
         let url = format!("{base}/v2/models/{model}/infer");
-        let answer = self
-            .agent
-            .post(&url)
-            .header("content-type", "application/json")
-            .send(&body[..])
-            .and_then(|mut r| {
-                let status = r.status();
-                let headers: Vec<(String, String)> = r
-                    .headers()
-                    .iter()
-                    .filter(|(k, _)| k.as_str().starts_with("x-"))
-                    .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-                    .collect();
-                let text = r.body_mut().with_config().limit(u64::MAX).read_to_string()?;
-                Ok((status, headers, text))
-            });
+        let mut post = self.agent.post(&url).header("content-type", "application/json");
+        for (k, v) in request_headers {
+            post = post.header(k.as_str(), v.as_str());
+        }
+        let answer = post.send(&body[..]).and_then(|mut r| {
+            let status = r.status();
+            let headers: Vec<(String, String)> = r
+                .headers()
+                .iter()
+                .filter(|(k, _)| k.as_str().starts_with("x-"))
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect();
+            let text = r.body_mut().with_config().limit(u64::MAX).read_to_string()?;
+            Ok((status, headers, text))
+        });
         let (status, headers, text) = match answer {
             Ok(a) => a,
             Err(e) => return Err(self.transport_error(base, e)),

@@ -74,6 +74,10 @@ impl fmt::Display for UnknownReference {
 /// `x-*` header, so the model gateway carries it onto the output record (§6).
 pub const REFERENCE_MODEL_HEADER: &str = "x-flowc-reference-model";
 
+/// Response header echoing the `traceparent` the call came with, so a test (or a curious
+/// user) sees the trace reach the model server.
+pub const RECEIVED_TRACEPARENT_HEADER: &str = "x-flowc-received-traceparent";
+
 impl ReferenceServer {
     /// A server with no models.
     pub fn new() -> Self {
@@ -217,6 +221,9 @@ impl GrpcInferenceService for ReferenceServer {
             if let Ok(v) = reference.parse() {
                 response.metadata_mut().insert(REFERENCE_MODEL_HEADER, v);
             }
+        }
+        if let Some(tp) = request.metadata().get("traceparent") {
+            response.metadata_mut().insert(RECEIVED_TRACEPARENT_HEADER, tp.clone());
         }
         Ok(response)
     }

@@ -40,13 +40,16 @@ pub trait ModelBackend: Send + Sync {
         self.infer(model, request).map_err(ModelCallError::Failed)
     }
 
-    /// Like [`ModelBackend::call`], with the server's `x-*` response headers (gRPC metadata or
-    /// HTTP headers), which the model gateway copies onto the output record (§6).
+    /// Like [`ModelBackend::call`], sending `request_headers` (gRPC metadata or HTTP headers:
+    /// `traceparent`) and returning the server's `x-*` response headers, which the model
+    /// gateway copies onto the output record (§6). Backends that have no headers ignore them.
     fn call_with_headers(
         &self,
         model: &str,
         request: crate::proto::inference::ModelInferRequest,
+        request_headers: &[(String, String)],
     ) -> Result<(crate::proto::inference::ModelInferResponse, Vec<(String, String)>), ModelCallError> {
+        let _ = request_headers;
         self.call(model, request).map(|r| (r, Vec::new()))
     }
 

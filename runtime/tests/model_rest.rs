@@ -126,10 +126,19 @@ fn sum_diff_answers_exactly() {
     // The same connection pool serves a second call (and another model); the server's `x-*`
     // response headers come back for the output record (§6).
     let x = Tensor::new("INPUT", vec![4], TensorData::Fp32(vec![1.0, 2.0, 3.0, 4.0])).unwrap();
-    let (response, headers) = models.call_with_headers("mul", request(vec![x])).unwrap();
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_string();
+    let (response, headers) = models
+        .call_with_headers("mul", request(vec![x]), &[("traceparent".to_string(), tp.clone())])
+        .unwrap();
     let out = InferMessage::from_response(&response).unwrap();
     assert_eq!(out.tensors[0].data, TensorData::Fp32(vec![10.0, 20.0, 30.0, 40.0]));
-    assert_eq!(headers, [("x-flowc-reference-model".to_string(), "mul10".to_string())]);
+    assert_eq!(
+        headers,
+        [
+            ("x-flowc-reference-model".to_string(), "mul10".to_string()),
+            ("x-flowc-received-traceparent".to_string(), tp)
+        ]
+    );
 }
 
 #[test]

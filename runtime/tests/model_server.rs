@@ -136,12 +136,20 @@ fn sum_diff_over_grpc_is_exact() {
         );
     }
     // The server's `x-*` metadata comes back for the output record (§6).
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_string();
     let (_, headers) = models
-        .call_with_headers("tfsimple1", sum_diff_request(Encoding::Typed))
+        .call_with_headers(
+            "tfsimple1",
+            sum_diff_request(Encoding::Typed),
+            &[("traceparent".to_string(), tp.clone())],
+        )
         .unwrap();
     assert_eq!(
         headers,
-        [("x-flowc-reference-model".to_string(), "sum-diff".to_string())]
+        [
+            ("x-flowc-reference-model".to_string(), "sum-diff".to_string()),
+            ("x-flowc-received-traceparent".to_string(), tp)
+        ]
     );
 }
 

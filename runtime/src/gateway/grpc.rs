@@ -102,7 +102,7 @@ impl GrpcInferenceService for GatewayService {
             .metadata()
             .iter()
             .filter_map(|kv| match kv {
-                KeyAndValueRef::Ascii(k, v) if k.as_str().starts_with("x-") => {
+                KeyAndValueRef::Ascii(k, v) if k.as_str().starts_with("x-") || k.as_str() == "traceparent" => {
                     Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))
                 }
                 _ => None,

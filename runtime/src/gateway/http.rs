@@ -100,7 +100,7 @@ async fn infer(
         let form = OutputForm::of_request(&value);
         let pass: Vec<(String, String)> = headers
             .iter()
-            .filter(|(k, _)| k.as_str().starts_with("x-"))
+            .filter(|(k, _)| k.as_str().starts_with("x-") || k.as_str() == "traceparent")
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
         let answer = gateway

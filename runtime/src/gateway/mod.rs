@@ -31,6 +31,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{oneshot, watch};
+use tracing::Instrument as _;
 
 use crate::kafka::control::{ControlReader, Deployments};
 use crate::kafka::placement::{placements, PlacedModels};
@@ -38,6 +39,7 @@ use crate::kafka::{KafkaConfig, KafkaError};
 use crate::operator::ModelBackend;
 use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
 use crate::record::{gateway_key, header as h};
+use crate::trace::TraceParent;
 
 /// Seldon's pipeline gateway ports.
 pub const DEFAULT_HTTP_PORT: u16 = 9010;
@@ -424,7 +426,8 @@ impl Gateway {
 
     /// One synchronous call: writes `request` for `target` and waits for the answer.
     /// `request_id` is the caller's `x-request-id` (a fresh id otherwise); `pass_headers` are
-    /// the caller's `x-*` headers, carried on the record.
+    /// the caller's `x-*` headers, carried on the record, and its `traceparent`, whose trace
+    /// the request joins (else it starts one); the answer's `traceparent` is the gateway's span.
     pub async fn infer(
         &self,
         target: &Target,
@@ -492,6 +495,17 @@ impl Gateway {
             key: h::REQUEST_ID,
             value: Some(id.as_str()),
         });
+        // One trace per request: the caller's, continued, or a new one (§4.3).
+        let trace = pass_headers
+            .iter()
+            .find(|(k, _)| k == h::TRACEPARENT)
+            .and_then(|(_, v)| TraceParent::parse(v))
+            .map_or_else(TraceParent::new_trace, |caller| caller.child());
+        let traceparent = trace.to_string();
+        headers = headers.insert(Header {
+            key: h::TRACEPARENT,
+            value: Some(traceparent.as_str()),
+        });
         for (k, v) in pass_headers {
             if k.starts_with("x-") && k != h::REQUEST_ID {
                 headers = headers.insert(Header {
@@ -518,13 +532,18 @@ impl Gateway {
             });
         }
         let wait = deadline.saturating_duration_since(Instant::now());
-        let reply = tokio::time::timeout(wait, rx).await;
+        let span =
+            tracing::debug_span!("gateway request", target = %target, request = %key, traceparent = %traceparent);
+        let reply = tokio::time::timeout(wait, rx).instrument(span).await;
         guard.done = true;
         match reply {
             Ok(Ok(Reply::Response(mut response, record_headers))) => {
                 self.stats.answered.fetch_add(1, Ordering::Relaxed);
                 response.model_name = target.name().to_string();
-                let mut headers = vec![(h::REQUEST_ID.to_string(), key.clone())];
+                let mut headers = vec![
+                    (h::REQUEST_ID.to_string(), key.clone()),
+                    (h::TRACEPARENT.to_string(), traceparent),
+                ];
                 headers.extend(
                     record_headers
                         .into_iter()

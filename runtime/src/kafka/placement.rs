@@ -167,18 +167,21 @@ impl ModelBackend for PlacedModels {
     }
 
     fn call(&self, model: &str, request: ModelInferRequest) -> Result<ModelInferResponse, ModelCallError> {
-        self.call_with_headers(model, request).map(|(r, _)| r)
+        self.call_with_headers(model, request, &[]).map(|(r, _)| r)
     }
 
     fn call_with_headers(
         &self,
         model: &str,
         request: ModelInferRequest,
+        request_headers: &[(String, String)],
     ) -> Result<(ModelInferResponse, Vec<(String, String)>), ModelCallError> {
         let url = self.placement.read().ok().and_then(|p| p.get(model).cloned());
         match (url, &self.fallback) {
-            (Some(endpoint), _) => self.client(&endpoint)?.call_with_headers(model, request),
-            (None, Some(fallback)) => fallback.call_with_headers(model, request),
+            (Some(endpoint), _) => self
+                .client(&endpoint)?
+                .call_with_headers(model, request, request_headers),
+            (None, Some(fallback)) => fallback.call_with_headers(model, request, request_headers),
             (None, None) => Err(ModelCallError::Failed(format!(
                 "model {model} is on no Server and this worker has no --model-server"
             ))),

@@ -374,10 +374,16 @@ impl SubRunner {
                         };
                         if self.pool.is_empty() {
                             let partition = record.partition;
+                            let span = tracing::debug_span!(
+                                "record",
+                                pipeline = %self.deployment.plan.name,
+                                step = %self.deployment.plan.sub_topologies[self.sub].name,
+                                request = %record.key,
+                            );
                             let Some(task) = self.tasks.get_mut(&partition) else {
                                 continue;
                             };
-                            let out = task.process(&topic, record, now_ms());
+                            let out = span.in_scope(|| task.process(&topic, record, now_ms()));
                             if let Some(reason) = &out.unavailable {
                                 self.rewind(reason);
                                 break;
@@ -556,6 +562,10 @@ impl SubRunner {
         for (i, r) in records.into_iter().enumerate() {
             chunks[i % k].push(r);
         }
+        let (pipeline, step) = (
+            self.deployment.plan.name.as_str(),
+            self.deployment.plan.sub_topologies[self.sub].name.as_str(),
+        );
         let outputs: Result<Vec<Vec<TaskOutput>>, KafkaError> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .pool
@@ -565,7 +575,10 @@ impl SubRunner {
                     scope.spawn(move || {
                         chunk
                             .into_iter()
-                            .map(|(topic, record)| task.process(&topic, record, now))
+                            .map(|(topic, record)| {
+                                let span = tracing::debug_span!("model call", pipeline = %pipeline, step = %step, request = %record.key);
+                                span.in_scope(|| task.process(&topic, record, now))
+                            })
                             .collect::<Vec<_>>()
                     })
                 })

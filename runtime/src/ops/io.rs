@@ -67,10 +67,12 @@ impl Sink {
 impl Operator for Sink {
     fn process(&mut self, _port: Port, envelope: Envelope, ctx: &mut Ctx<'_>) -> Result<(), OpError> {
         let value = envelope.value_bytes();
-        let headers = match &self.pipeline {
+        let mut headers = match &self.pipeline {
             Some(p) => step_headers(&envelope.headers, p),
             None => envelope.headers,
         };
+        // Each hop is a span of the request's trace (§4.3).
+        crate::trace::next_hop(&mut headers);
         let record = Record {
             partition: output_partition(&envelope.key, envelope.partition, self.partitions),
             key: envelope.key,
@@ -107,7 +109,11 @@ impl Operator for ModelCall {
             ));
         };
         request.model_name.clone_from(&self.model);
-        match self.backend.call_with_headers(&self.model, request) {
+        // The call is a span of the request's trace; the model server gets its traceparent.
+        let traced: Vec<(String, String)> = crate::trace::child_of(&envelope.headers)
+            .map(|tp| vec![(header::TRACEPARENT.to_string(), tp.to_string())])
+            .unwrap_or_default();
+        match self.backend.call_with_headers(&self.model, request, &traced) {
             Ok((mut response, server_headers)) => {
                 response.model_name.clone_from(&self.model);
                 // The server's `x-*` response headers ride on the output record (§6).
