@@ -190,6 +190,9 @@ pub struct WorkerArgs {
     /// Model calls in flight at once, per model.
     #[arg(long, default_value_t = 16)]
     pub model_concurrency: usize,
+    /// Serve Prometheus metrics on `GET http://ADDR/metrics` (e.g. 0.0.0.0:9100).
+    #[arg(long, value_name = "ADDR", env = "FLOWC_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -231,6 +234,13 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if let Some(addr) = &args.metrics_listen {
+        let listener = signals
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics on /metrics");
+        signals.spawn(flowc_runtime::metrics::serve(listener, std::future::pending()));
+    }
     std::thread::spawn(move || {
         signals.block_on(async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

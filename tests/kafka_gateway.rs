@@ -14,8 +14,8 @@ use flowc_runtime::model_rest::request_to_json;
 use flowc_runtime::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use flowc_runtime::proto::inference::{ModelInferRequest, ModelInferResponse, ModelReadyRequest};
 use support::{
-    check_answer, fp32, http_get, http_post, int32, json_tensors, request, response_tensors, worked_examples, Env,
-    GatewayAddr, WORKED_EXAMPLE_SAMPLES,
+    check_answer, fp32, http_get, http_post, int32, json_tensors, metric, request, response_tensors, worked_examples,
+    Env, GatewayAddr, WORKED_EXAMPLE_SAMPLES,
 };
 use tonic::Code;
 
@@ -356,13 +356,13 @@ fn errors_readiness_and_single_models() {
         metric(&metrics(), "flowc_gateway_abandoned_total"),
         abandoned_before + 1.0
     );
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    // Request latency by target and status (HTTP status; gRPC calls count under theirs).
+    let text = metrics();
+    let series = |status: &str, target: &str| {
+        format!("flowc_gateway_request_seconds_count{{status=\"{status}\",target=\"{target}\"}}")
+    };
+    assert_eq!(metric(&text, &series("404", "tfsimple.pipeline")), 1.0, "{text}");
+    assert_eq!(metric(&text, &series("504", "stuck-pipeline.pipeline")), 2.0, "{text}");
 }
 
 /// Two gateway replicas share the outputs topics by partition; many concurrent callers each

@@ -38,7 +38,8 @@ fn lineage_of_one_request_and_its_errors() {
     let mut env = Env::start();
     env.start_model_server(&["samples/join.yaml"]);
     env.apply(&["samples/join.yaml"], 2);
-    env.start_worker("worker");
+    let metrics_addr = format!("127.0.0.1:{}", support::free_port());
+    env.start_worker_with_args("worker", &["--metrics-listen", &metrics_addr]);
     let producer = env.producer();
     let good = |v: i32| {
         request(vec![
@@ -57,6 +58,38 @@ fn lineage_of_one_request_and_its_errors() {
     env.send(&producer, "join", "bad-1", &bad);
     let keys: Vec<String> = ["req-a", "req-b", "1.join.req-c", "bad-1"].map(String::from).to_vec();
     env.collect("seldon.default.pipeline.join.outputs", &keys, WAIT);
+
+    // The worker's metrics count exactly that traffic: 4 requests, one the model rejects.
+    let (status, _, text) = support::http_get(&format!("http://{metrics_addr}/metrics"), &[]).expect("scrape");
+    assert_eq!(status, 200);
+    for (series, value) in [
+        ("flowc_records_in_total{pipeline=\"join\",step=\"tfsimple1\"}", 4.0),
+        ("flowc_records_out_total{pipeline=\"join\",step=\"tfsimple1\"}", 4.0),
+        (
+            "flowc_records_in_total{pipeline=\"join\",step=\"_model-tfsimple1\"}",
+            4.0,
+        ),
+        (
+            "flowc_records_out_total{pipeline=\"join\",step=\"_model-tfsimple1\"}",
+            3.0,
+        ),
+        (
+            "flowc_error_records_total{pipeline=\"join\",step=\"_model-tfsimple1\"}",
+            1.0,
+        ),
+        ("flowc_model_call_seconds_count{model=\"tfsimple1\"}", 4.0),
+        (
+            "flowc_model_call_failures_total{kind=\"failed\",model=\"tfsimple1\"}",
+            1.0,
+        ),
+        ("flowc_records_out_total{pipeline=\"join\",step=\"_output\"}", 3.0),
+        (
+            "flowc_record_processing_seconds_count{pipeline=\"join\",step=\"tfsimple3\"}",
+            6.0,
+        ),
+    ] {
+        assert_eq!(support::metric(&text, series), value, "{series}\n{text}");
+    }
 
     // The lineage of req-a, as JSON: every step's inputs and outputs, nothing of req-b.
     let (ok, out, err) = run(&env, &["inspect", "join", "--request-id", "req-a", "--format", "json"]);

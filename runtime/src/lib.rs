@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod gateway;
 pub mod json;
 pub mod kafka;
+pub mod metrics;
 pub mod model_client;
 pub mod model_rest;
 pub mod model_server;

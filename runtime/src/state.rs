@@ -106,6 +106,11 @@ pub trait StateStore: Send {
     /// Removes everything without logging (before a full restore).
     fn clear(&mut self) -> Result<(), StateError>;
 
+    /// How many entries the store holds (for the `flowc_store_entries` gauge).
+    fn entry_count(&self) -> Result<usize, StateError> {
+        Ok(self.scan_prefix(b"")?.len())
+    }
+
     /// Removes the entries due by `now_ms` and returns them with their tombstones.
     fn expire(&mut self, now_ms: i64) -> Result<Vec<Expired>, StateError> {
         self.due(now_ms)?

@@ -638,3 +638,11 @@ pub fn check_answer(pipeline: &str, what: &str, tensors: &str, expected: &str) {
         assert_eq!(tensors, expected, "{pipeline} {what}");
     }
 }
+
+/// The value of one series (`name{labels}`, exactly as exposed) in Prometheus text.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{series} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}

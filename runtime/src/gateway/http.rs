@@ -265,6 +265,9 @@ async fn metrics(State(gateway): Shared) -> Response {
         "# HELP flowc_gateway_in_flight Requests waiting for their answer.\n# TYPE flowc_gateway_in_flight gauge\nflowc_gateway_in_flight {}\n",
         gateway.in_flight()
     );
+    // Then the process's registry: request latency by target and status, and whatever else
+    // this process measures.
+    text += &crate::metrics::metrics().render();
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

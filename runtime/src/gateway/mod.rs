@@ -431,6 +431,30 @@ impl Gateway {
     pub async fn infer(
         &self,
         target: &Target,
+        request: ModelInferRequest,
+        request_id: Option<&str>,
+        pass_headers: &[(String, String)],
+    ) -> Result<Answer, GatewayError> {
+        let started = Instant::now();
+        let answer = self.infer_untimed(target, request, request_id, pass_headers).await;
+        let status = match &answer {
+            Ok(_) => 200,
+            Err(e) => e.http_status(),
+        };
+        let label = match target {
+            Target::Pipeline(p) => format!("{p}.pipeline"),
+            Target::Model(m) => format!("{m}.model"),
+        };
+        crate::metrics::metrics()
+            .gateway_request_seconds
+            .with_label_values(&[label.as_str(), &status.to_string()])
+            .observe(started.elapsed().as_secs_f64());
+        answer
+    }
+
+    async fn infer_untimed(
+        &self,
+        target: &Target,
         mut request: ModelInferRequest,
         request_id: Option<&str>,
         pass_headers: &[(String, String)],

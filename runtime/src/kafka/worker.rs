@@ -346,6 +346,10 @@ impl SubRunner {
         let mut last_tick = Instant::now();
         // Messages borrow the consumer; a second handle leaves `self` free to change.
         let consumer = self.consumer.clone();
+        let processing = crate::metrics::metrics()
+            .processing_seconds
+            .with_label_values(&self.labels().unwrap_or_default());
+        let mut last_gauges = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let started = Instant::now();
             let mut handled = 0;
@@ -383,7 +387,9 @@ impl SubRunner {
                             let Some(task) = self.tasks.get_mut(&partition) else {
                                 continue;
                             };
+                            let started = Instant::now();
                             let out = span.in_scope(|| task.process(&topic, record, now_ms()));
+                            processing.observe(started.elapsed().as_secs_f64());
                             if let Some(reason) = &out.unavailable {
                                 self.rewind(reason);
                                 break;
@@ -396,6 +402,10 @@ impl SubRunner {
                 }
             }
             self.call_models(deferred)?;
+            if last_gauges.elapsed() >= Duration::from_secs(5) {
+                last_gauges = Instant::now();
+                self.update_gauges();
+            }
             if last_tick.elapsed() >= self.options.tick {
                 last_tick = Instant::now();
                 let now = now_ms();
@@ -412,6 +422,41 @@ impl SubRunner {
         self.commit()?;
         self.consumer.unsubscribe();
         Ok(())
+    }
+
+    /// Store sizes and consumer lag (a watermark query per partition, bounded by 500 ms; on
+    /// tansu, whose watermark counts batches, the lag reads low).
+    fn update_gauges(&self) {
+        let m = crate::metrics::metrics();
+        let Some([pipeline, step]) = self.labels() else {
+            return;
+        };
+        for (partition, task) in &self.tasks {
+            let p = partition.to_string();
+            for store in task.store_names() {
+                if let Some(Ok(n)) = task.store(store).map(|s| s.entry_count()) {
+                    m.store_entries
+                        .with_label_values(&[pipeline, step, store, p.as_str()])
+                        .set(n as i64);
+                }
+            }
+        }
+        let group = &self.deployment.plan.sub_topologies[self.sub].consumer_group;
+        if let Ok(positions) = self.consumer.position() {
+            for e in positions.elements() {
+                let Offset::Offset(position) = e.offset() else {
+                    continue;
+                };
+                let high = self
+                    .consumer
+                    .fetch_watermarks(e.topic(), e.partition(), Duration::from_millis(500));
+                if let Ok((_, high)) = high {
+                    m.consumer_lag
+                        .with_label_values(&[group.as_str(), e.topic(), &e.partition().to_string()])
+                        .set((high - position).max(0));
+                }
+            }
+        }
     }
 
     /// Builds tasks for assigned partitions (restoring their stores) and drops revoked ones
@@ -530,6 +575,9 @@ impl SubRunner {
                 headers.push((header.key.to_string(), header.value.unwrap_or_default().to_vec()));
             }
         }
+        if let Some(l) = self.labels() {
+            crate::metrics::metrics().records_in.with_label_values(&l).inc();
+        }
         let record = Record {
             key,
             value: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
@@ -566,6 +614,10 @@ impl SubRunner {
             self.deployment.plan.name.as_str(),
             self.deployment.plan.sub_topologies[self.sub].name.as_str(),
         );
+        let processing = crate::metrics::metrics()
+            .processing_seconds
+            .with_label_values(&[pipeline, step]);
+        let processing = &processing;
         let outputs: Result<Vec<Vec<TaskOutput>>, KafkaError> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .pool
@@ -577,7 +629,10 @@ impl SubRunner {
                             .into_iter()
                             .map(|(topic, record)| {
                                 let span = tracing::debug_span!("model call", pipeline = %pipeline, step = %step, request = %record.key);
-                                span.in_scope(|| task.process(&topic, record, now))
+                                let started = Instant::now();
+                                let out = span.in_scope(|| task.process(&topic, record, now));
+                                processing.observe(started.elapsed().as_secs_f64());
+                                out
                             })
                             .collect::<Vec<_>>()
                     })
@@ -621,8 +676,30 @@ impl SubRunner {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    /// The metric labels of this runner: pipeline and step (sub-topology).
+    fn labels(&self) -> Option<[&str; 2]> {
+        let plan = &self.deployment.plan;
+        Some([plan.name.as_str(), plan.sub_topologies.get(self.sub)?.name.as_str()])
+    }
+
     /// Produces a task's outputs and changelog records.
     fn send(&self, partition: i32, out: TaskOutput) -> Result<(), KafkaError> {
+        if let Some(l) = self.labels() {
+            let m = crate::metrics::metrics();
+            let errors = out
+                .records
+                .iter()
+                .filter(|(_, r)| {
+                    r.headers
+                        .iter()
+                        .any(|(k, _)| k == crate::record::header::PIPELINE_ERRORS)
+                })
+                .count() as u64;
+            m.error_records.with_label_values(&l).inc_by(errors);
+            m.records_out
+                .with_label_values(&l)
+                .inc_by(out.records.len() as u64 - errors);
+        }
         for (topic, record) in &out.records {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for (k, v) in &record.headers {

@@ -113,7 +113,24 @@ impl Operator for ModelCall {
         let traced: Vec<(String, String)> = crate::trace::child_of(&envelope.headers)
             .map(|tp| vec![(header::TRACEPARENT.to_string(), tp.to_string())])
             .unwrap_or_default();
-        match self.backend.call_with_headers(&self.model, request, &traced) {
+        let started = std::time::Instant::now();
+        let answer = self.backend.call_with_headers(&self.model, request, &traced);
+        let m = crate::metrics::metrics();
+        m.model_call_seconds
+            .with_label_values(&[self.model.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        match &answer {
+            Err(crate::operator::ModelCallError::Failed(_)) => m
+                .model_call_failures
+                .with_label_values(&[self.model.as_str(), "failed"])
+                .inc(),
+            Err(crate::operator::ModelCallError::Unavailable(_)) => m
+                .model_call_failures
+                .with_label_values(&[self.model.as_str(), "unavailable"])
+                .inc(),
+            Ok(_) => {}
+        }
+        match answer {
             Ok((mut response, server_headers)) => {
                 response.model_name.clone_from(&self.model);
                 // The server's `x-*` response headers ride on the output record (§6).

@@ -1,0 +1,141 @@
+//! Prometheus metrics of a flowc process (workers, gateways), in one registry, exposed as text
+//! on `GET /metrics` ([`serve`], or the gateway's HTTP port).
+//!
+//! | metric | labels |
+//! |---|---|
+//! | `flowc_records_in_total`, `flowc_records_out_total`, `flowc_error_records_total` | pipeline, step |
+//! | `flowc_record_processing_seconds` (histogram) | pipeline, step |
+//! | `flowc_store_entries` (gauge) | pipeline, step, store, partition |
+//! | `flowc_consumer_lag` (gauge) | group, topic, partition |
+//! | `flowc_model_call_seconds` (histogram), `flowc_model_call_failures_total` | model (and kind) |
+//! | `flowc_gateway_request_seconds` (histogram) | target, status |
+//!
+//! `step` is the sub-topology (`tfsimple1`, `_output`, `_model-tfsimple1`, …); a model call
+//! shared by pipelines counts under the pipeline whose plan runs it.
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// Latency buckets, in seconds: 0.5 ms to 10 s.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub records_in: IntCounterVec,
+    pub records_out: IntCounterVec,
+    pub error_records: IntCounterVec,
+    pub processing_seconds: HistogramVec,
+    pub store_entries: IntGaugeVec,
+    pub consumer_lag: IntGaugeVec,
+    pub model_call_seconds: HistogramVec,
+    pub model_call_failures: IntCounterVec,
+    pub gateway_request_seconds: HistogramVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registry.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registry.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h =
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), labels).expect("a valid metric");
+    registry.register(Box::new(h.clone())).expect("registered once");
+    h
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let r = Registry::new();
+        let step = &["pipeline", "step"];
+        Metrics {
+            records_in: counter(&r, "flowc_records_in_total", "Records read by a step.", step),
+            records_out: counter(
+                &r,
+                "flowc_records_out_total",
+                "Records written by a step (not errors).",
+                step,
+            ),
+            error_records: counter(
+                &r,
+                "flowc_error_records_total",
+                "Error records written by a step.",
+                step,
+            ),
+            processing_seconds: histogram(
+                &r,
+                "flowc_record_processing_seconds",
+                "Time to process one record (model calls included).",
+                step,
+            ),
+            store_entries: gauge(
+                &r,
+                "flowc_store_entries",
+                "Entries in a join, trigger or batch store.",
+                &["pipeline", "step", "store", "partition"],
+            ),
+            consumer_lag: gauge(
+                &r,
+                "flowc_consumer_lag",
+                "Records not yet read, per partition (high watermark minus position).",
+                &["group", "topic", "partition"],
+            ),
+            model_call_seconds: histogram(&r, "flowc_model_call_seconds", "Model call latency.", &["model"]),
+            model_call_failures: counter(
+                &r,
+                "flowc_model_call_failures_total",
+                "Model calls that failed (kind: failed = an error record, unavailable = retried later).",
+                &["model", "kind"],
+            ),
+            gateway_request_seconds: histogram(
+                &r,
+                "flowc_gateway_request_seconds",
+                "Synchronous requests through the gateway, by target and status.",
+                &["target", "status"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# metrics could not be encoded: {e}\n"))
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                metrics().render(),
+            )
+        }),
+    );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
