@@ -13,14 +13,8 @@
 //!
 //!   cargo bench --bench broker            (FLOWC_BENCH_RECORDS, FLOWC_BENCH_ROUNDS to change)
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
-use flowc_runtime::devbroker::DevBroker;
-use flowc_runtime::kafka::KafkaConfig;
-use flowc_runtime::model_client::GrpcModels;
-use flowc_runtime::operator::ModelBackend;
 use prost::Message as _;
 
 mod common;
@@ -35,19 +29,9 @@ fn main() {
     // Enough records that the fixed ~0.6 s of producing and reading a round does not dominate.
     let records = env_usize("FLOWC_BENCH_RECORDS", 30_000);
     let rounds = env_usize("FLOWC_BENCH_ROUNDS", 3);
-    let broker = DevBroker::start().expect("start the broker (scripts/install-broker.sh)");
-    let bootstrap = broker.bootstrap();
-
-    // The reference model server, in process.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let url = common::start_model_server(&rt);
-    let models: Arc<dyn ModelBackend> = Arc::new(GrpcModels::connect(&url).unwrap());
-    let config = KafkaConfig::new(&bootstrap);
-    // flowc: the plan deployed, one worker in process.
-    let stop = Arc::new(AtomicBool::new(false));
-    let state = tempfile::tempdir().unwrap();
-    let w = common::deploy_and_run(&config, models.clone(), stop.clone(), state.path());
-    let relays = common::start_raw_pipe(&config, models.clone(), stop.clone());
+    // The reference model server and one worker in process; the raw pipe beside it.
+    let bench = common::Bench::start();
+    let bootstrap = bench.bootstrap.clone();
     let raw = common::RAW;
 
     let value = payload();
@@ -81,9 +65,5 @@ fn main() {
         "median flowc {f:.0} records/s, raw rdkafka pipe {r:.0} records/s, ratio {:.2} (goal >= 0.7)",
         f / r
     );
-    stop.store(true, Ordering::Relaxed);
-    for h in relays {
-        let _ = h.join();
-    }
-    let _ = w.join();
+    bench.finish();
 }

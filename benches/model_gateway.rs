@@ -40,8 +40,8 @@ use flowc_runtime::operator::ModelBackend;
 use flowc_runtime::proto::inference::ModelInferRequest;
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 mod common;
@@ -62,22 +62,7 @@ fn request() -> ModelInferRequest {
 
 /// Queues one record keyed `key` with the `pipeline` header (retrying while the queue is full).
 fn send(p: &BaseProducer, key: &str, value: &[u8]) {
-    let mut record = BaseRecord::to(INPUTS)
-        .key(key)
-        .payload(value)
-        .headers(OwnedHeaders::new().insert(Header {
-            key: "pipeline",
-            value: Some(PIPELINE),
-        }));
-    loop {
-        match p.send(record) {
-            Ok(()) => break,
-            Err((_, r)) => {
-                record = r;
-                p.poll(Duration::from_millis(5));
-            }
-        }
-    }
+    common::send_one(p, INPUTS, key, value, Some(PIPELINE));
 }
 
 /// Writes `n` records keyed `<tag>-<i>` and waits until they are stored.

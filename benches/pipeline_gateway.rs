@@ -23,16 +23,13 @@
 //!   (FLOWC_BENCH_LATENCY_SAMPLES=200, FLOWC_BENCH_REQUESTS=10000, FLOWC_BENCH_CLIENTS=256;
 //!    FLOWC_BENCH_HTTP=0 skips the HTTP throughput run)
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowc_runtime::devbroker::DevBroker;
 use flowc_runtime::gateway::{Gateway, GatewayOptions};
-use flowc_runtime::kafka::{deploy, KafkaConfig};
-use flowc_runtime::model_client::GrpcModels;
+use flowc_runtime::kafka::deploy;
 use flowc_runtime::model_rest::request_to_json;
-use flowc_runtime::operator::ModelBackend;
 use flowc_runtime::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -91,17 +88,9 @@ fn main() {
     let requests = env_usize("FLOWC_BENCH_REQUESTS", 10_000).max(1);
     let clients = env_usize("FLOWC_BENCH_CLIENTS", 256).max(1);
 
-    let broker = DevBroker::start().expect("start the broker (scripts/install-broker.sh)");
-    let bootstrap = broker.bootstrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let url = common::start_model_server(&rt);
-    let models: Arc<dyn ModelBackend> = Arc::new(GrpcModels::connect(&url).unwrap());
-    let config = KafkaConfig::new(&bootstrap);
-    let stop = Arc::new(AtomicBool::new(false));
-    let state = tempfile::tempdir().unwrap();
-    let worker = common::deploy_and_run(&config, models.clone(), stop.clone(), state.path());
-    let relays = common::start_raw_pipe(&config, models.clone(), stop.clone());
-    deploy::Cluster::connect(&config)
+    let bench = common::Bench::start();
+    let (bootstrap, rt, models, config) = (bench.bootstrap.as_str(), &bench.rt, bench.models.clone(), &bench.config);
+    deploy::Cluster::connect(config)
         .unwrap()
         .create_topics(
             &[deploy::TopicSpec {
@@ -115,7 +104,7 @@ fn main() {
 
     // The gateway, in process: its HTTP front on a free port, its consumer on a thread.
     let gateway = rt
-        .block_on(async { Gateway::new(&config, GatewayOptions::new("seldon", "default")) })
+        .block_on(async { Gateway::new(config, GatewayOptions::new("seldon", "default")) })
         .unwrap();
     let consumer = {
         let g = gateway.clone();
@@ -156,11 +145,11 @@ fn main() {
     for _ in 0..50 {
         call(&a, &infer, &body);
     }
-    let p = common::producer(&bootstrap, 0);
+    let p = common::producer(bootstrap, 0);
     common::produce(&p, common::RAW[0], "warm", 50, &value, Some("bench"));
-    common::await_keys(&bootstrap, common::RAW[3], "warm", 50);
+    common::await_keys(bootstrap, common::RAW[3], "warm", 50);
     let echo: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", "bench-echo")
         .set("fetch.wait.max.ms", "10")
         .create()
@@ -241,7 +230,7 @@ fn main() {
     });
     let started = Instant::now();
     common::produce(&p, common::RAW[0], "tp", requests, &value, Some("bench"));
-    let done = common::await_keys(&bootstrap, common::RAW[3], "tp", requests);
+    let done = common::await_keys(bootstrap, common::RAW[3], "tp", requests);
     let raw_rate = requests as f64 / (done - started).as_secs_f64();
     println!("throughput ({requests} requests, {clients} concurrent callers):");
     println!(
@@ -254,11 +243,7 @@ fn main() {
     );
     println!("  raw pipe      {raw_rate:8.0} records/s   (goal: ratio >= 0.7)");
 
-    stop.store(true, Ordering::Relaxed);
     gateway.stop();
     let _ = consumer.join();
-    for h in relays {
-        let _ = h.join();
-    }
-    let _ = worker.join();
+    bench.finish();
 }

@@ -328,7 +328,7 @@ fn errors_readiness_and_single_models() {
 
     // A caller that goes away: its wait ends at once (not at the timeout).
     let metrics = || http_get(&url("/metrics"), &[]).expect("metrics").2;
-    let abandoned_before = metric(&metrics(), "flowc_gateway_abandoned_total");
+    let abandoned_before = metric(&metrics(), "flowc_gateway_outcomes_total{outcome=\"abandoned\"}");
     let body = json_body(&good);
     let mut socket = std::net::TcpStream::connect(gw.http.trim_start_matches("http://")).expect("connect");
     write!(
@@ -353,7 +353,7 @@ fn errors_readiness_and_single_models() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
-        metric(&metrics(), "flowc_gateway_abandoned_total"),
+        metric(&metrics(), "flowc_gateway_outcomes_total{outcome=\"abandoned\"}"),
         abandoned_before + 1.0
     );
     // Request latency by target and status (HTTP status; gRPC calls count under theirs).

@@ -92,6 +92,53 @@ pub fn deploy_and_run(
     std::thread::spawn(move || worker::run(&wc, &wopts, stop).unwrap())
 }
 
+/// A broker, the in-process reference model server, the 1-step plan with a worker running it
+/// and the raw pipe beside it: what the throughput benches compare.
+pub struct Bench {
+    pub bootstrap: String,
+    pub rt: tokio::runtime::Runtime,
+    pub models: Arc<dyn ModelBackend>,
+    pub config: KafkaConfig,
+    pub stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+    _state: tempfile::TempDir,
+    _broker: flowc_runtime::devbroker::DevBroker,
+}
+
+impl Bench {
+    pub fn start() -> Bench {
+        let broker =
+            flowc_runtime::devbroker::DevBroker::start().expect("start the broker (scripts/install-broker.sh)");
+        let bootstrap = broker.bootstrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let url = start_model_server(&rt);
+        let models: Arc<dyn ModelBackend> = Arc::new(flowc_runtime::model_client::GrpcModels::connect(&url).unwrap());
+        let config = KafkaConfig::new(&bootstrap);
+        let stop = Arc::new(AtomicBool::new(false));
+        let state = tempfile::tempdir().unwrap();
+        let mut handles = vec![deploy_and_run(&config, models.clone(), stop.clone(), state.path())];
+        handles.extend(start_raw_pipe(&config, models.clone(), stop.clone()));
+        Bench {
+            bootstrap,
+            rt,
+            models,
+            config,
+            stop,
+            handles,
+            _state: state,
+            _broker: broker,
+        }
+    }
+
+    /// Stops the worker and the relays.
+    pub fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.handles {
+            let _ = h.join();
+        }
+    }
+}
+
 /// The raw rdkafka pipe's topics: `raw.in → [relay] → raw.model.inputs → [relay + model call]
 /// → raw.model.outputs → [relay] → raw.out`, the same hops as a 1-step flowc plan.
 pub const RAW: [&str; 4] = ["raw.in", "raw.model.inputs", "raw.model.outputs", "raw.out"];
@@ -143,25 +190,24 @@ pub fn summarize(mut ms: Vec<f64>) -> (f64, f64) {
 /// Writes `n` records keyed `<tag>-<i>` and waits until they are stored.
 pub fn produce(p: &BaseProducer, topic: &str, tag: &str, n: usize, value: &[u8], pipeline: Option<&str>) {
     for i in 0..n {
-        let key = format!("{tag}-{i}");
-        let mut record = BaseRecord::to(topic).key(&key).payload(value);
-        if let Some(name) = pipeline {
-            record = record.headers(OwnedHeaders::new().insert(Header {
-                key: "pipeline",
-                value: Some(name),
-            }));
-        }
-        loop {
-            match p.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    p.poll(Duration::from_millis(5));
-                }
-            }
-        }
+        send_one(p, topic, &format!("{tag}-{i}"), value, pipeline);
     }
     p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Queues one record with the `pipeline` header if given, retrying while the queue is full.
+pub fn send_one(p: &BaseProducer, topic: &str, key: &str, value: &[u8], pipeline: Option<&str>) {
+    let mut record = BaseRecord::to(topic).key(key).payload(value);
+    if let Some(name) = pipeline {
+        record = record.headers(OwnedHeaders::new().insert(Header {
+            key: "pipeline",
+            value: Some(name),
+        }));
+    }
+    while let Err((_, r)) = p.send(record) {
+        record = r;
+        p.poll(Duration::from_millis(5));
+    }
 }
 
 /// Reads `topic` from the start until every key `<tag>-<i>` arrived; returns when the last did.

@@ -9,6 +9,7 @@
 //! | `flowc_consumer_lag` (gauge) | group, topic, partition |
 //! | `flowc_model_call_seconds` (histogram), `flowc_model_call_failures_total` | model (and kind) |
 //! | `flowc_gateway_request_seconds` (histogram) | target, status |
+//! | `flowc_gateway_requests_total`, `flowc_gateway_outcomes_total`, `flowc_gateway_in_flight` | (outcome) |
 //!
 //! `step` is the sub-topology (`tfsimple1`, `_output`, `_model-tfsimple1`, …); a model call
 //! shared by pipelines counts under the pipeline whose plan runs it.
@@ -16,7 +17,9 @@
 use std::future::Future;
 use std::sync::OnceLock;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Latency buckets, in seconds: 0.5 ms to 10 s.
 const BUCKETS: &[f64] = &[
@@ -34,6 +37,11 @@ pub struct Metrics {
     pub model_call_seconds: HistogramVec,
     pub model_call_failures: IntCounterVec,
     pub gateway_request_seconds: HistogramVec,
+    /// The gateway's requests by how they ended (`answered`, `error_record`, `timeout`,
+    /// `abandoned`: the caller went away) and all taken (`flowc_gateway_requests_total`).
+    pub gateway_requests: IntCounter,
+    pub gateway_outcomes: IntCounterVec,
+    pub gateway_in_flight: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -57,6 +65,15 @@ fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Hi
 
 impl Metrics {
     fn new() -> Metrics {
+        let m = Metrics::register();
+        // Every outcome is exposed from the start, at 0.
+        for how in ["answered", "error_record", "timeout", "abandoned"] {
+            m.gateway_outcomes.with_label_values(&[how]);
+        }
+        m
+    }
+
+    fn register() -> Metrics {
         let r = Registry::new();
         let step = &["pipeline", "step"];
         Metrics {
@@ -104,6 +121,24 @@ impl Metrics {
                 "Synchronous requests through the gateway, by target and status.",
                 &["target", "status"],
             ),
+            gateway_requests: {
+                let c = IntCounter::new("flowc_gateway_requests_total", "Inference requests the gateway took.")
+                    .expect("a valid metric");
+                r.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            gateway_outcomes: counter(
+                &r,
+                "flowc_gateway_outcomes_total",
+                "How the gateway's requests ended: answered, error_record, timeout, abandoned.",
+                &["outcome"],
+            ),
+            gateway_in_flight: {
+                let g = IntGauge::new("flowc_gateway_in_flight", "Requests waiting for their answer.")
+                    .expect("a valid metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
             registry: r,
         }
     }

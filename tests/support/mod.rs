@@ -14,7 +14,7 @@ use flowc_runtime::proto::inference::{ModelInferRequest, ModelInferResponse};
 use flowc_runtime::tensor::{Encoding, InferMessage, Tensor, TensorData};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -351,19 +351,7 @@ pub struct Received {
 impl Received {
     /// A consumed record: its key and what a test looks at.
     pub fn of(m: &rdkafka::message::BorrowedMessage<'_>) -> (String, Received) {
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|x| {
-                        (
-                            x.key.to_string(),
-                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = flowc_runtime::kafka::text_headers(m);
         let record = Received {
             partition: m.partition(),
             headers,

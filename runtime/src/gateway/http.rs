@@ -7,7 +7,6 @@
 //! metadata); `GET /metrics` (Prometheus text). Errors are JSON `{"error": text}`.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -231,43 +230,11 @@ async fn server_metadata() -> Response {
     )
 }
 
-/// Prometheus text exposition of the gateway's counters.
+/// Prometheus text exposition of the process's metrics (the gateway's and any other).
 async fn metrics(State(gateway): Shared) -> Response {
-    let s = &gateway.stats;
-    let counter = |name: &str, help: &str, v: u64| format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n");
-    let mut text = String::new();
-    text += &counter(
-        "flowc_gateway_requests_total",
-        "Inference requests taken.",
-        s.requests.load(Ordering::Relaxed),
-    );
-    text += &counter(
-        "flowc_gateway_answered_total",
-        "Requests answered with a response.",
-        s.answered.load(Ordering::Relaxed),
-    );
-    text += &counter(
-        "flowc_gateway_error_records_total",
-        "Requests answered by an error record.",
-        s.failed.load(Ordering::Relaxed),
-    );
-    text += &counter(
-        "flowc_gateway_timeouts_total",
-        "Requests that timed out.",
-        s.timed_out.load(Ordering::Relaxed),
-    );
-    text += &counter(
-        "flowc_gateway_abandoned_total",
-        "Requests whose caller went away first.",
-        s.abandoned.load(Ordering::Relaxed),
-    );
-    text += &format!(
-        "# HELP flowc_gateway_in_flight Requests waiting for their answer.\n# TYPE flowc_gateway_in_flight gauge\nflowc_gateway_in_flight {}\n",
-        gateway.in_flight()
-    );
-    // Then the process's registry: request latency by target and status, and whatever else
-    // this process measures.
-    text += &crate::metrics::metrics().render();
+    let m = crate::metrics::metrics();
+    m.gateway_in_flight.set(gateway.in_flight() as i64);
+    let text = m.render();
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

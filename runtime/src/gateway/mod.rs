@@ -25,7 +25,7 @@ use flowc_compiler::build::TopicNames;
 use prost::Message as _;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message as _, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::util::Timeout;
@@ -232,16 +232,6 @@ struct Known {
     partitions: BTreeMap<String, i32>,
 }
 
-/// Counters for `/metrics`.
-#[derive(Default)]
-pub struct Stats {
-    pub requests: AtomicU64,
-    pub answered: AtomicU64,
-    pub failed: AtomicU64,
-    pub timed_out: AtomicU64,
-    pub abandoned: AtomicU64,
-}
-
 /// State shared by the HTTP and gRPC fronts and the outputs consumer's thread.
 pub struct Gateway {
     options: GatewayOptions,
@@ -259,8 +249,14 @@ pub struct Gateway {
     next_partition: AtomicU64,
     /// Sequence part of generated request ids.
     next_id: AtomicU64,
-    pub stats: Stats,
     stop: AtomicBool,
+}
+
+fn outcome(how: &str) {
+    crate::metrics::metrics()
+        .gateway_outcomes
+        .with_label_values(&[how])
+        .inc();
 }
 
 /// Removes a request's pending entry however its wait ends (answered, timed out, or the caller
@@ -277,7 +273,7 @@ impl Drop for Pending<'_> {
             p.remove(&self.key);
         }
         if !self.done {
-            self.gateway.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+            outcome("abandoned");
             tracing::debug!(key = %self.key, "caller went away before the answer");
         }
     }
@@ -303,7 +299,6 @@ impl Gateway {
             assigned: AtomicBool::new(false),
             next_partition: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
-            stats: Stats::default(),
             stop: AtomicBool::new(false),
         }))
     }
@@ -459,7 +454,7 @@ impl Gateway {
         request_id: Option<&str>,
         pass_headers: &[(String, String)],
     ) -> Result<Answer, GatewayError> {
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::metrics().gateway_requests.inc();
         let started = Instant::now();
         let deadline = started + self.options.request_timeout;
         let route = self.route(target)?;
@@ -562,7 +557,7 @@ impl Gateway {
         guard.done = true;
         match reply {
             Ok(Ok(Reply::Response(mut response, record_headers))) => {
-                self.stats.answered.fetch_add(1, Ordering::Relaxed);
+                outcome("answered");
                 response.model_name = target.name().to_string();
                 let mut headers = vec![
                     (h::REQUEST_ID.to_string(), key.clone()),
@@ -576,12 +571,12 @@ impl Gateway {
                 Ok(Answer { response, headers })
             }
             Ok(Ok(Reply::Error { source_name, text })) => {
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                outcome("error_record");
                 Err(GatewayError::Failed { source_name, text, key })
             }
             Ok(Err(_)) => Err(GatewayError::Internal("the gateway is shutting down".into())),
             Err(_) => {
-                self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                outcome("timeout");
                 Err(GatewayError::Timeout {
                     key,
                     waited: self.options.request_timeout,
@@ -753,18 +748,10 @@ impl Gateway {
         let Some(waiter) = waiter else {
             return;
         };
-        let mut error_source = None;
-        let mut headers = Vec::new();
-        if let Some(hs) = m.headers() {
-            for x in hs.iter() {
-                let v = String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned();
-                if x.key == h::PIPELINE_ERRORS {
-                    error_source = Some(v);
-                } else {
-                    headers.push((x.key.to_string(), v));
-                }
-            }
-        }
+        let (errors, headers): (Vec<_>, Vec<_>) = crate::kafka::text_headers(m)
+            .into_iter()
+            .partition(|(k, _)| k == h::PIPELINE_ERRORS);
+        let error_source = errors.into_iter().next_back().map(|(_, v)| v);
         let payload = m.payload().unwrap_or_default();
         let reply = match error_source {
             Some(source_name) => Reply::Error {

@@ -16,7 +16,7 @@ use flowc_compiler::build::TopicNames;
 use flowc_compiler::plan::{PipelinePlan, Role};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
@@ -375,19 +375,7 @@ fn read_topics(
             Some(Ok(m)) => {
                 quiet_since = Instant::now();
                 position.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|x| {
-                                (
-                                    x.key.to_string(),
-                                    String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let headers = super::text_headers(&m);
                 out.entry(m.topic().to_string()).or_default().push(Raw {
                     partition: m.partition(),
                     offset: m.offset(),

@@ -64,6 +64,23 @@ impl KafkaError {
     }
 }
 
+/// A consumed record's headers as text (values decoded as UTF-8, lossily), in order.
+pub fn text_headers<M: rdkafka::message::Message>(m: &M) -> Vec<(String, String)> {
+    use rdkafka::message::Headers as _;
+    m.headers()
+        .map(|h| {
+            h.iter()
+                .map(|x| {
+                    (
+                        x.key.to_string(),
+                        String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Milliseconds since the Unix epoch (record timestamps, operator clocks).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
