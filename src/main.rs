@@ -11,6 +11,7 @@ mod gateway_cmd;
 mod graph_svg;
 mod kafka_cmd;
 mod model_server_cmd;
+mod up_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -63,6 +64,9 @@ enum Command {
     Read(kafka_cmd::ReadArgs),
     /// Show what a pipeline's steps read and wrote, or one request's lineage (--request-id).
     Inspect(kafka_cmd::InspectArgs),
+    /// Everything on one machine: a local broker, the reference models, a worker and the
+    /// pipeline gateway, with the files applied; Ctrl-C stops it.
+    Up(up_cmd::Args),
     /// The pipeline gateway: synchronous Open Inference Protocol calls of pipelines and models
     /// over HTTP (9010) and gRPC (9011), answered through their topics.
     Gateway(gateway_cmd::Args),
@@ -188,5 +192,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(args) => kafka_cmd::inspect(args),
         Command::ModelServer(args) => model_server_cmd::run(args),
         Command::Gateway(args) => gateway_cmd::run(args),
+        Command::Up(args) => up_cmd::run(args),
     }
 }

@@ -124,7 +124,7 @@ impl DevBroker {
         let binary = Self::binary()?;
         let mut attempt = 1;
         loop {
-            let mut broker = Self::spawn(&binary)?;
+            let mut broker = Self::spawn(&binary, free_port()?)?;
             match broker.wait_ready(READY_TIMEOUT) {
                 Ok(()) => return Ok(broker),
                 Err(DevBrokerError::Exited { .. }) if attempt < START_ATTEMPTS => attempt += 1,
@@ -133,12 +133,19 @@ impl DevBroker {
         }
     }
 
-    fn spawn(binary: &Path) -> Result<DevBroker, DevBrokerError> {
+    /// Starts a broker on 127.0.0.1:`port` (`flowc up`), waiting as [`DevBroker::start`] does; a
+    /// port in use makes tansu exit, which is reported with its log.
+    pub fn start_on(port: u16) -> Result<DevBroker, DevBrokerError> {
+        let mut broker = Self::spawn(&Self::binary()?, port)?;
+        broker.wait_ready(READY_TIMEOUT)?;
+        Ok(broker)
+    }
+
+    fn spawn(binary: &Path, port: u16) -> Result<DevBroker, DevBrokerError> {
         let dir = unique_dir()?;
         let log_path = dir.join("tansu.log");
         let log = File::create(&log_path).map_err(io_err(format!("creating {}", log_path.display())))?;
         let log_err = log.try_clone().map_err(io_err("duplicating the log file handle"))?;
-        let port = free_port()?;
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(binary)
             .arg("broker")

@@ -1,0 +1,86 @@
+//! `flowc up`: one command from the files to a pipeline answering over HTTP, with its own local
+//! broker (tansu), reference model server, worker and gateway; SIGTERM stops it all cleanly.
+//!
+//! Needs the broker binary: `scripts/install-broker.sh` (run by `scripts/test.sh`).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{free_port, http_post, json_tensors, Proc};
+
+#[test]
+fn up_runs_a_sample_end_to_end_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (broker, http, grpc, models) = (free_port(), free_port(), free_port(), free_port());
+    let (broker_port, http_listen, grpc_listen, model_listen) = (
+        broker.to_string(),
+        format!("127.0.0.1:{http}"),
+        format!("127.0.0.1:{grpc}"),
+        format!("127.0.0.1:{models}"),
+    );
+    let sample = support::root().join("samples/join.yaml").display().to_string();
+    let mut up = Proc::spawn(
+        "up",
+        dir.path(),
+        &[
+            "up",
+            &sample,
+            "--broker-port",
+            &broker_port,
+            "--http-listen",
+            &http_listen,
+            "--grpc-listen",
+            &grpc_listen,
+            "--model-listen",
+            &model_listen,
+        ],
+    );
+    up.wait_for_log("flowc up: ready", 1, Duration::from_secs(120));
+    let log = up.log();
+    for part in [
+        "flowc up: broker (tansu) on 127.0.0.1:",
+        "flowc up: reference model server on http://",
+        "flowc up: worker running",
+        "flowc up: pipeline gateway on http://",
+        "curl -s http://",
+        "flowc inspect join -b 127.0.0.1:",
+    ] {
+        assert!(log.contains(part), "no `{part}` in:\n{log}");
+    }
+    let request = std::fs::read_to_string(support::root().join("samples/requests/join.json")).expect("request");
+    let (status, _, body) =
+        http_post(&format!("http://{http_listen}/v2/pipelines/join/infer"), &[], &request).expect("http");
+    assert_eq!(status, 200, "{body}\n{}", up.log());
+    let doubled: Vec<i32> = (1..=16).map(|v| 2 * v).collect();
+    assert_eq!(
+        json_tensors(&body),
+        format!("OUTPUT0 INT32 [1, 16] = {doubled:?}\nOUTPUT1 INT32 [1, 16] = {doubled:?}")
+    );
+
+    let started = Instant::now();
+    let status = up.terminate().expect("an exit status");
+    assert!(status.success(), "{status:?}\n{}", up.log());
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(up.log().contains("flowc up: stopped"), "{}", up.log());
+    // The broker went with it.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", broker)).is_err());
+}
+
+#[test]
+fn a_part_that_cannot_start_is_named() {
+    // The broker's port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let out = std::process::Command::new(support::flowc())
+        .args(["up", "samples/join.yaml", "--broker-port", &port])
+        .current_dir(support::root())
+        .output()
+        .expect("run flowc");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("the local broker (tansu) did not start on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
