@@ -145,6 +145,9 @@ pub fn list(args: ListArgs) -> Result<ExitCode> {
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
+    /// Show which replica (client id and host) holds which partitions of each group.
+    #[arg(long)]
+    pub partitions: bool,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -168,6 +171,17 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
                 "  {:<28} members {:>2}  lag {:>6}  group {}",
                 g.sub_topology, members, g.lag, g.group
             );
+            if args.partitions {
+                for a in &g.assignments {
+                    if a.client_id.is_empty() && a.partitions.is_empty() {
+                        // tansu 0.6 describes members without their metadata.
+                        println!("      a member (this broker does not say who it is or what it holds)");
+                        continue;
+                    }
+                    let held: Vec<String> = a.partitions.iter().map(|(t, ps)| format!("{t} {ps:?}")).collect();
+                    println!("      {} ({}): {}", a.client_id, a.host, held.join(", "));
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -220,7 +234,21 @@ pub(crate) fn model_backend(
 }
 
 pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
-    let config = args.kafka.config()?;
+    let mut config = args.kafka.config()?;
+    // A name per replica, so `flowc status --partitions` says who holds what (`-X client.id=`
+    // overrides it).
+    if !config.properties.iter().any(|(k, _)| k == "client.id") {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
+        config.properties.push((
+            "client.id".to_string(),
+            format!("flowc-worker-{host}-{}", std::process::id()),
+        ));
+    }
     let mut options = worker::WorkerOptions::new(&args.kafka.prefix, &args.state_dir);
     options.model_concurrency = args.model_concurrency.max(1);
     let timeout = Duration::from_millis(args.model_timeout_ms.max(1));
