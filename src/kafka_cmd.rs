@@ -65,19 +65,7 @@ pub struct ApplyArgs {
 }
 
 pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
-    let sources = crate::read_sources(&args.files)?;
-    let options = flowc_compiler::CompileOptions {
-        prefix: args.kafka.prefix.clone(),
-    };
-    let compilation = flowc_compiler::compile(&sources, &options);
-    if !compilation.diagnostics.is_empty() {
-        let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        eprint!(
-            "{}",
-            flowc_compiler::diagnostic::render_text(&compilation.diagnostics, &sources, color)
-        );
-    }
-    let Some(plan) = compilation.plan else {
+    let Some(plan) = crate::compile_files(&args.files, &args.kafka.prefix)? else {
         return Ok(ExitCode::from(1));
     };
     if args.partitions < 1 {

@@ -124,6 +124,25 @@ pub(crate) fn read_sources(files: &[PathBuf]) -> Result<SourceMap> {
     Ok(sources)
 }
 
+/// Compiles `files` for commands that run the plan (apply, model-server, up): diagnostics go to
+/// stderr; `None` when there were errors (the command exits 1).
+pub(crate) fn compile_files(files: &[PathBuf], prefix: &str) -> Result<Option<flowc_compiler::Plan>> {
+    let sources = read_sources(files)?;
+    let compilation = flowc_compiler::compile(
+        &sources,
+        &CompileOptions {
+            prefix: prefix.to_string(),
+        },
+    );
+    if !compilation.diagnostics.is_empty() {
+        eprint!(
+            "{}",
+            diagnostic::render_text(&compilation.diagnostics, &sources, std::io::stderr().is_terminal())
+        );
+    }
+    Ok(compilation.plan)
+}
+
 fn display_name(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }

@@ -2,12 +2,10 @@
 //! with flowc's reference models over Open Inference Protocol gRPC, and REST with `--http-listen`
 //! (PIPELINES.md §9).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use flowc_compiler::{diagnostic, CompileOptions};
 use flowc_runtime::model_rest::serve_http;
 use flowc_runtime::model_server::{serve, ReferenceServer};
 
@@ -28,15 +26,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let sources = crate::read_sources(&args.files)?;
-    let compilation = flowc_compiler::compile(&sources, &CompileOptions { prefix: args.prefix });
-    if !compilation.diagnostics.is_empty() {
-        eprint!(
-            "{}",
-            diagnostic::render_text(&compilation.diagnostics, &sources, std::io::stderr().is_terminal())
-        );
-    }
-    let Some(plan) = compilation.plan else {
+    let Some(plan) = crate::compile_files(&args.files, &args.prefix)? else {
         return Ok(ExitCode::from(1));
     };
     let server = ReferenceServer::from_plan(&plan)?;

@@ -4,7 +4,6 @@
 //! the gateway holds its partitions and every pipeline's models answer ready. Ctrl-C (or
 //! SIGTERM) stops it all. Each part says when it is up; a part that fails is named.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use flowc_compiler::{diagnostic, CompileOptions};
 use flowc_runtime::devbroker::DevBroker;
 use flowc_runtime::gateway::{self, Gateway, GatewayOptions, Target};
 use flowc_runtime::kafka::placement::PlacedModels;
@@ -60,20 +58,7 @@ fn step(what: &str) {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let sources = crate::read_sources(&args.files)?;
-    let compilation = flowc_compiler::compile(
-        &sources,
-        &CompileOptions {
-            prefix: args.prefix.clone(),
-        },
-    );
-    if !compilation.diagnostics.is_empty() {
-        eprint!(
-            "{}",
-            diagnostic::render_text(&compilation.diagnostics, &sources, std::io::stderr().is_terminal())
-        );
-    }
-    let Some(plan) = compilation.plan else {
+    let Some(plan) = crate::compile_files(&args.files, &args.prefix)? else {
         return Ok(ExitCode::from(1));
     };
     if args.partitions < 1 {
