@@ -161,13 +161,13 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
             );
             if args.partitions {
                 for a in &g.assignments {
-                    if a.client_id.is_empty() && a.partitions.is_empty() {
-                        // tansu 0.6 describes members without their metadata.
-                        println!("      a member (this broker does not say who it is or what it holds)");
-                        continue;
-                    }
                     let held: Vec<String> = a.partitions.iter().map(|(t, ps)| format!("{t} {ps:?}")).collect();
-                    println!("      {} ({}): {}", a.client_id, a.host, held.join(", "));
+                    let held = if held.is_empty() {
+                        "no partitions".to_string()
+                    } else {
+                        held.join(", ")
+                    };
+                    println!("      {}: {held}", a.member);
                 }
             }
         }

@@ -73,6 +73,29 @@ fn restored_counts(log: &str) -> Vec<usize> {
         .collect()
 }
 
+/// `flowc status --partitions`: each member of the join's `_input` group and the partitions it
+/// holds of the first topic listed.
+fn input_holders(env: &Env) -> Vec<(String, Vec<i32>)> {
+    let out = env.flowc(&["status", "--partitions"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut in_group = false;
+    let mut holders = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("  ") && !line.starts_with("    ") {
+            in_group = line.trim_start().starts_with("_input ");
+            continue;
+        }
+        if in_group {
+            if let Some((who, held)) = line.trim().split_once(": ") {
+                let first = held.split('[').nth(1).and_then(|l| l.split(']').next()).unwrap_or("");
+                let partitions = first.split(", ").filter_map(|p| p.trim().parse().ok()).collect();
+                holders.push((who.to_string(), partitions));
+            }
+        }
+    }
+    holders
+}
+
 #[test]
 fn one_worker_then_two_then_one_killed_loses_nothing() {
     let mut env = start();
@@ -100,6 +123,27 @@ fn one_worker_then_two_then_one_killed_loses_nothing() {
         "the second worker never got partitions\n{}",
         env.logs()
     );
+
+    // `flowc status --partitions` shows the two replicas sharing the join's partitions.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let holders = input_holders(&env);
+        let sets: Vec<&Vec<i32>> = holders.iter().map(|(_, ps)| ps).collect();
+        let spread = sets.len() == 2
+            && sets.iter().all(|ps| !ps.is_empty())
+            && sets[0].iter().all(|p| !sets[1].contains(p))
+            && sets[0].len() + sets[1].len() == 4;
+        if spread {
+            assert_ne!(holders[0].0, holders[1].0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never showed two replicas sharing the partitions: {holders:?}\n{}",
+            env.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // First halves of new keys, then worker 2 dies without a goodbye; the second halves
     // arrive after. The keys worker 2 held complete from join state restored on worker 1.

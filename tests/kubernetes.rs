@@ -53,7 +53,11 @@ fn the_embedded_pipelines_compile() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("pipelines.yaml");
     std::fs::write(&file, yaml).expect("write");
-    let out = Command::new(flowc()).arg("compile").arg(&file).output().expect("run flowc");
+    let out = Command::new(flowc())
+        .arg("compile")
+        .arg(&file)
+        .output()
+        .expect("run flowc");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -63,7 +67,10 @@ fn probes_and_replicas_match_the_commands() {
     let lines = command_lines(&text);
     let flag = |cmd: &str, name: &str| -> String {
         let args = lines.iter().find(|l| l[0] == cmd).expect("command");
-        let i = args.iter().position(|a| a == name).unwrap_or_else(|| panic!("{cmd} has no {name}"));
+        let i = args
+            .iter()
+            .position(|a| a == name)
+            .unwrap_or_else(|| panic!("{cmd} has no {name}"));
         args[i + 1].clone()
     };
     let partitions: u32 = flag("apply", "--partitions").parse().expect("a number");
@@ -79,5 +86,8 @@ fn probes_and_replicas_match_the_commands() {
         .map(|n| n.parse().expect("a number"))
         .collect();
     assert_eq!(replicas.len(), 3, "{replicas:?}");
-    assert!(replicas.iter().all(|r| *r <= partitions), "{replicas:?} > {partitions} partitions");
+    assert!(
+        replicas.iter().all(|r| *r <= partitions),
+        "{replicas:?} > {partitions} partitions"
+    );
 }

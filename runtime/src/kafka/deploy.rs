@@ -141,13 +141,21 @@ impl Cluster {
         Ok(ControlReader::open(&self.config, prefix)?.deployments)
     }
 
+    /// The deployment log and the members topic (`members.rs`), both compacted, one partition.
     fn ensure_control_topic(&self, prefix: &str, replication: i32) -> Result<(), KafkaError> {
         self.create_topics(
-            &[TopicSpec {
-                name: control_topic(prefix),
-                partitions: 1,
-                compacted: true,
-            }],
+            &[
+                TopicSpec {
+                    name: control_topic(prefix),
+                    partitions: 1,
+                    compacted: true,
+                },
+                TopicSpec {
+                    name: super::members::members_topic(prefix),
+                    partitions: 1,
+                    compacted: true,
+                },
+            ],
             replication,
         )
     }
@@ -522,53 +530,10 @@ pub struct GroupStatus {
     pub group: String,
     /// Members now in the group (`None`: the broker does not describe groups).
     pub members: Option<usize>,
-    /// Who holds what: each member's client id and host, and its partitions per topic.
-    pub assignments: Vec<MemberAssignment>,
+    /// Who holds what, as the members report it (`members.rs`).
+    pub assignments: Vec<super::members::MemberReport>,
     /// Records written to its source topics and not yet committed by the group.
     pub lag: i64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberAssignment {
-    pub client_id: String,
-    pub host: String,
-    /// Topic → partitions.
-    pub partitions: BTreeMap<String, Vec<i32>>,
-}
-
-/// Decodes a consumer-protocol assignment (`version: i16, [topic: string, [partition: i32]],
-/// user_data: bytes`, as every Kafka consumer writes it). `None` when it is not one.
-pub fn decode_assignment(bytes: &[u8]) -> Option<BTreeMap<String, Vec<i32>>> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        if b.len() < n {
-            return None;
-        }
-        let (head, rest) = b.split_at(n);
-        *b = rest;
-        Some(head)
-    }
-    fn i16_of(b: &mut &[u8]) -> Option<i16> {
-        take(b, 2).map(|x| i16::from_be_bytes([x[0], x[1]]))
-    }
-    fn i32_of(b: &mut &[u8]) -> Option<i32> {
-        take(b, 4).map(|x| i32::from_be_bytes([x[0], x[1], x[2], x[3]]))
-    }
-    let mut b = bytes;
-    let _version = i16_of(&mut b)?;
-    let topics = i32_of(&mut b)?;
-    let mut out = BTreeMap::new();
-    for _ in 0..topics.max(0) {
-        let len = usize::try_from(i16_of(&mut b)?).ok()?;
-        let topic = std::str::from_utf8(take(&mut b, len)?).ok()?.to_string();
-        let n = i32_of(&mut b)?;
-        let mut partitions = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
-        for _ in 0..n.max(0) {
-            partitions.push(i32_of(&mut b)?);
-        }
-        partitions.sort_unstable();
-        out.insert(topic, partitions);
-    }
-    Some(out)
 }
 
 #[derive(Clone, Debug)]
@@ -591,30 +556,22 @@ impl PipelineStatus {
 pub fn status(config: &KafkaConfig, prefix: &str) -> Result<Vec<PipelineStatus>, KafkaError> {
     let cluster = Cluster::connect(config)?;
     let topics = cluster.topics()?;
+    let reports = if topics.contains_key(&super::members::members_topic(prefix)) {
+        super::members::read(config, prefix, super::now_ms())?
+    } else {
+        BTreeMap::new()
+    };
     let mut out = Vec::new();
     for d in cluster.deployments(prefix)?.values() {
         let Deployment::Pipeline(p) = d else { continue };
         let mut groups = Vec::new();
         for sub in &p.plan.sub_topologies {
             let consumer: BaseConsumer = config.consumer(&sub.consumer_group).create()?;
-            let described = consumer
+            let members = consumer
                 .fetch_group_list(Some(&sub.consumer_group), config.timeout)
-                .ok();
-            let group = described.as_ref().and_then(|list| list.groups().first());
-            let members = group.map(|g| g.members().len());
-            let mut assignments: Vec<MemberAssignment> = group
-                .map(|g| {
-                    g.members()
-                        .iter()
-                        .map(|m| MemberAssignment {
-                            client_id: m.client_id().to_string(),
-                            host: m.client_host().trim_start_matches('/').to_string(),
-                            partitions: m.assignment().and_then(decode_assignment).unwrap_or_default(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            assignments.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+                .ok()
+                .and_then(|list| list.groups().first().map(|g| g.members().len()));
+            let assignments = reports.get(&sub.consumer_group).cloned().unwrap_or_default();
             let mut tpl = TopicPartitionList::new();
             for t in sub.source_topics() {
                 for partition in 0..topics.get(t).copied().unwrap_or(0) {
@@ -756,27 +713,4 @@ fn load_and_check(model: &ModelPlan, server: &ServerPlan, endpoint: &super::plac
         Err(e) => format!("readiness unknown: {e}"),
     });
     notes.join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn consumer_assignments_decode() {
-        let mut b = vec![0, 1, 0, 0, 0, 2];
-        for (topic, parts) in [("t.a", vec![2i32, 0]), ("b", vec![])] {
-            b.extend((topic.len() as i16).to_be_bytes());
-            b.extend(topic.as_bytes());
-            b.extend((parts.len() as i32).to_be_bytes());
-            for p in parts {
-                b.extend(p.to_be_bytes());
-            }
-        }
-        b.extend([0, 0, 0, 0]);
-        let got = decode_assignment(&b).expect("decodes");
-        assert_eq!(got.get("t.a"), Some(&vec![0, 2]));
-        assert_eq!(got.get("b"), Some(&vec![]));
-        assert_eq!(decode_assignment(&b[..9]), None);
-    }
 }

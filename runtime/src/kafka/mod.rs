@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod deploy;
 pub mod inspect;
+pub mod members;
 pub mod placement;
 pub mod restore;
 pub mod worker;

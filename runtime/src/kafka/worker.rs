@@ -51,6 +51,8 @@ pub struct WorkerOptions {
     /// Placement of models on deployed Servers, kept up to date from the deployment log
     /// (usually also `models`).
     pub placed: Option<Arc<super::placement::PlacedModels>>,
+    /// Reports which partitions this worker holds (`flowc status --partitions`); set by `run`.
+    pub reporter: Option<Arc<super::members::MemberReporter>>,
 }
 
 impl WorkerOptions {
@@ -63,6 +65,7 @@ impl WorkerOptions {
             tick: Duration::from_millis(100),
             model_concurrency: 16,
             placed: None,
+            reporter: None,
         }
     }
 }
@@ -78,6 +81,11 @@ struct Runner {
 /// Runs until `stop` is set; then stops every consumer (committing what was done) and returns.
 pub fn run(config: &KafkaConfig, options: &WorkerOptions, stop: Arc<AtomicBool>) -> Result<(), KafkaError> {
     let mut control = ControlReader::open(config, &options.prefix)?;
+    let mut options = options.clone();
+    if options.reporter.is_none() {
+        options.reporter = Some(Arc::new(super::members::MemberReporter::new(config, &options.prefix)?));
+    }
+    let options = &options;
     let mut runners: BTreeMap<String, Runner> = BTreeMap::new();
     tracing::info!(prefix = %options.prefix, "worker started");
     let mut dirty = true;
@@ -115,6 +123,9 @@ pub fn run(config: &KafkaConfig, options: &WorkerOptions, stop: Arc<AtomicBool>)
     }
     for (_, r) in runners {
         let _ = r.handle.join();
+    }
+    if let Some(reporter) = &options.reporter {
+        reporter.flush();
     }
     tracing::info!("worker stopped");
     Ok(())
@@ -364,6 +375,7 @@ impl SubRunner {
                     // What was read before a revoke is done before its offsets are committed.
                     self.call_models(std::mem::take(&mut deferred))?;
                     self.handle_group_events()?;
+                    self.report_members();
                 }
                 match polled {
                     None => break,
@@ -402,9 +414,10 @@ impl SubRunner {
                 }
             }
             self.call_models(deferred)?;
-            if last_gauges.elapsed() >= Duration::from_secs(5) {
+            if last_gauges.elapsed() >= super::members::REPORT_EVERY {
                 last_gauges = Instant::now();
                 self.update_gauges();
+                self.report_members();
             }
             if last_tick.elapsed() >= self.options.tick {
                 last_tick = Instant::now();
@@ -421,7 +434,30 @@ impl SubRunner {
         }
         self.commit()?;
         self.consumer.unsubscribe();
+        if let Some(reporter) = &self.options.reporter {
+            reporter.report(&self.deployment.plan.sub_topologies[self.sub].consumer_group, None);
+        }
         Ok(())
+    }
+
+    /// Reports the partitions this runner's consumer holds (`members.rs`).
+    fn report_members(&self) {
+        let Some(reporter) = &self.options.reporter else {
+            return;
+        };
+        let mut partitions: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        if let Ok(tpl) = self.consumer.assignment() {
+            for e in tpl.elements() {
+                partitions.entry(e.topic().to_string()).or_default().push(e.partition());
+            }
+        }
+        for ps in partitions.values_mut() {
+            ps.sort_unstable();
+        }
+        reporter.report(
+            &self.deployment.plan.sub_topologies[self.sub].consumer_group,
+            Some(partitions),
+        );
     }
 
     /// Store sizes and consumer lag (a watermark query per partition, bounded by 500 ms; on
