@@ -15,7 +15,7 @@ use flowc_runtime::model_rest::request_to_json;
 
 mod common;
 
-use common::env_usize;
+use common::{agent, env_usize};
 
 struct Proc(Child);
 
@@ -57,15 +57,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(60)))
-            .http_status_as_error(false)
-            .build(),
-    )
 }
 
 fn main() {
@@ -114,18 +105,7 @@ fn main() {
     let infer = format!("http://{http}/v2/pipelines/bench/infer");
     let body = request_to_json(&common::request()).unwrap().to_string();
     let a = agent();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let ready = a
-            .get(&format!("http://{http}/v2/pipelines/bench/ready"))
-            .call()
-            .map(|r| r.status());
-        if matches!(ready, Ok(s) if s == 200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the gateway never became ready: {ready:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::wait_ready(&a, &format!("http://{http}"));
     // A few requests so every consumer is running, then the idle baseline.
     for _ in 0..20 {
         let r = a

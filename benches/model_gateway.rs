@@ -39,14 +39,13 @@ use flowc_runtime::model_client::GrpcModels;
 use flowc_runtime::operator::ModelBackend;
 use flowc_runtime::proto::inference::ModelInferRequest;
 use prost::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 mod common;
 
-use common::{env_usize, summarize, MODEL, PARTITIONS};
+use common::{env_usize, reader, summarize, MODEL};
 
 const PIPELINE: &str = "bench";
 const INPUTS: &str = "seldon.default.model.bench-id.inputs";
@@ -71,22 +70,6 @@ fn produce(p: &BaseProducer, tag: &str, n: usize, value: &[u8]) {
         send(p, &format!("{tag}-{i}"), value);
     }
     p.flush(timeout()).expect("flush the bench records");
-}
-
-/// A reader of `topic` from its beginning, polling with short fetch waits.
-fn reader(bootstrap: &str, topic: &str) -> BaseConsumer {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "bench-reader")
-        .set("fetch.wait.max.ms", "5")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    c
 }
 
 /// Reads until every key `<tag>-<i>` (i < n) arrived; returns when the last did.

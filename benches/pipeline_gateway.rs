@@ -39,7 +39,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 mod common;
 
-use common::{env_usize, summarize, MODEL};
+use common::{agent, call, env_usize, summarize, MODEL};
 
 const ECHO: &str = "raw.echo";
 
@@ -61,26 +61,6 @@ fn echo_round_trip(p: &BaseProducer, c: &BaseConsumer, key: &str, value: &[u8]) 
             }
         }
     }
-}
-
-fn agent() -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(60)))
-        .http_status_as_error(false)
-        .build();
-    ureq::Agent::new_with_config(config)
-}
-
-/// One synchronous call through the gateway; panics on anything but 200.
-fn call(agent: &ureq::Agent, url: &str, body: &str) {
-    let mut r = agent
-        .post(url)
-        .header("content-type", "application/json")
-        .send(body)
-        .expect("the gateway answers");
-    let status = r.status();
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    assert_eq!(status, 200, "{text}");
 }
 
 fn main() {
@@ -130,18 +110,7 @@ fn main() {
 
     // Warm up: the gateway holds its partitions, the worker's groups joined, relays running.
     let a = agent();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let ready = a
-            .get(&format!("{base}/v2/pipelines/bench/ready"))
-            .call()
-            .map(|r| r.status());
-        if matches!(ready, Ok(s) if s == 200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the gateway never became ready: {ready:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_ready(&a, &base);
     for _ in 0..50 {
         call(&a, &infer, &body);
     }

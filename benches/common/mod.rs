@@ -210,11 +210,12 @@ pub fn send_one(p: &BaseProducer, topic: &str, key: &str, value: &[u8], pipeline
     }
 }
 
-/// Reads `topic` from the start until every key `<tag>-<i>` arrived; returns when the last did.
-pub fn await_keys(bootstrap: &str, topic: &str, tag: &str, n: usize) -> Instant {
+/// A reader of every partition of `topic` from its beginning, polling with short fetch waits.
+pub fn reader(bootstrap: &str, topic: &str) -> BaseConsumer {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "bench-reader")
+        .set("fetch.wait.max.ms", "5")
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
@@ -222,6 +223,50 @@ pub fn await_keys(bootstrap: &str, topic: &str, tag: &str, n: usize) -> Instant 
         tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
     }
     c.assign(&tpl).unwrap();
+    c
+}
+
+/// An HTTP client for the gateway: long timeout, error statuses are answers.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build(),
+    )
+}
+
+/// One synchronous call through the gateway; panics on anything but 200.
+pub fn call(agent: &ureq::Agent, url: &str, body: &str) {
+    let mut r = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body)
+        .expect("the gateway answers");
+    let status = r.status();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    assert_eq!(status, 200, "{text}");
+}
+
+/// Waits (up to 2 minutes) until the gateway at `base` says pipeline `bench` is ready.
+pub fn wait_ready(agent: &ureq::Agent, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = agent
+            .get(&format!("{base}/v2/pipelines/bench/ready"))
+            .call()
+            .map(|r| r.status());
+        if matches!(ready, Ok(s) if s == 200) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the gateway never became ready: {ready:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Reads `topic` from the start until every key `<tag>-<i>` arrived; returns when the last did.
+pub fn await_keys(bootstrap: &str, topic: &str, tag: &str, n: usize) -> Instant {
+    let c = reader(bootstrap, topic);
     let prefix = format!("{tag}-");
     let mut seen = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(600);
