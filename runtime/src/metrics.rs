@@ -18,7 +18,8 @@ use std::future::Future;
 use std::sync::OnceLock;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets, in seconds: 0.5 ms to 10 s.
@@ -143,12 +144,33 @@ impl Metrics {
         }
     }
 
+    /// The per-record series of one step, resolved once (a label lookup per record would
+    /// hash on the hot path).
+    pub fn step(&self, pipeline: &str, step: &str) -> StepMetrics {
+        let l = [pipeline, step];
+        StepMetrics {
+            records_in: self.records_in.with_label_values(&l),
+            records_out: self.records_out.with_label_values(&l),
+            error_records: self.error_records.with_label_values(&l),
+            processing_seconds: self.processing_seconds.with_label_values(&l),
+        }
+    }
+
     /// The Prometheus text exposition of everything.
     pub fn render(&self) -> String {
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_else(|e| format!("# metrics could not be encoded: {e}\n"))
     }
+}
+
+/// A step's records in, out and errors, and its processing time.
+#[derive(Clone)]
+pub struct StepMetrics {
+    pub records_in: IntCounter,
+    pub records_out: IntCounter,
+    pub error_records: IntCounter,
+    pub processing_seconds: Histogram,
 }
 
 /// The process's metrics.

@@ -292,6 +292,7 @@ struct SubRunner {
     pending: BTreeMap<(String, i32), i64>,
     /// First offset read since the last commit: where to rewind when a model server is down.
     uncommitted_from: BTreeMap<(String, i32), i64>,
+    metrics: crate::metrics::StepMetrics,
 }
 
 impl SubRunner {
@@ -326,6 +327,7 @@ impl SubRunner {
         let topics = s.source_topics();
         consumer.subscribe(&topics)?;
         tracing::info!(pipeline = %plan.name, sub = %s.name, group = %s.consumer_group, topics = ?topics, "consumer joined its group");
+        let metrics = crate::metrics::metrics().step(&plan.name, &s.name);
         let mut runner = SubRunner {
             config: config.clone(),
             options: options.clone(),
@@ -339,6 +341,7 @@ impl SubRunner {
             pool: Vec::new(),
             pending: BTreeMap::new(),
             uncommitted_from: BTreeMap::new(),
+            metrics,
         };
         if matches!(runner.plan().sub_topologies[sub].role, Role::ModelCall { .. }) {
             for _ in 0..runner.options.model_concurrency.max(1) {
@@ -357,9 +360,7 @@ impl SubRunner {
         let mut last_tick = Instant::now();
         // Messages borrow the consumer; a second handle leaves `self` free to change.
         let consumer = self.consumer.clone();
-        let processing = crate::metrics::metrics()
-            .processing_seconds
-            .with_label_values(&self.labels().unwrap_or_default());
+        let processing = self.metrics.processing_seconds.clone();
         let mut last_gauges = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let started = Instant::now();
@@ -464,9 +465,8 @@ impl SubRunner {
     /// tansu, whose watermark counts batches, the lag reads low).
     fn update_gauges(&self) {
         let m = crate::metrics::metrics();
-        let Some([pipeline, step]) = self.labels() else {
-            return;
-        };
+        let plan = &self.deployment.plan;
+        let (pipeline, step) = (plan.name.as_str(), plan.sub_topologies[self.sub].name.as_str());
         for (partition, task) in &self.tasks {
             let p = partition.to_string();
             for store in task.store_names() {
@@ -611,9 +611,7 @@ impl SubRunner {
                 headers.push((header.key.to_string(), header.value.unwrap_or_default().to_vec()));
             }
         }
-        if let Some(l) = self.labels() {
-            crate::metrics::metrics().records_in.with_label_values(&l).inc();
-        }
+        self.metrics.records_in.inc();
         let record = Record {
             key,
             value: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
@@ -650,10 +648,7 @@ impl SubRunner {
             self.deployment.plan.name.as_str(),
             self.deployment.plan.sub_topologies[self.sub].name.as_str(),
         );
-        let processing = crate::metrics::metrics()
-            .processing_seconds
-            .with_label_values(&[pipeline, step]);
-        let processing = &processing;
+        let processing = &self.metrics.processing_seconds;
         let outputs: Result<Vec<Vec<TaskOutput>>, KafkaError> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .pool
@@ -712,30 +707,19 @@ impl SubRunner {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    /// The metric labels of this runner: pipeline and step (sub-topology).
-    fn labels(&self) -> Option<[&str; 2]> {
-        let plan = &self.deployment.plan;
-        Some([plan.name.as_str(), plan.sub_topologies.get(self.sub)?.name.as_str()])
-    }
-
     /// Produces a task's outputs and changelog records.
     fn send(&self, partition: i32, out: TaskOutput) -> Result<(), KafkaError> {
-        if let Some(l) = self.labels() {
-            let m = crate::metrics::metrics();
-            let errors = out
-                .records
-                .iter()
-                .filter(|(_, r)| {
-                    r.headers
-                        .iter()
-                        .any(|(k, _)| k == crate::record::header::PIPELINE_ERRORS)
-                })
-                .count() as u64;
-            m.error_records.with_label_values(&l).inc_by(errors);
-            m.records_out
-                .with_label_values(&l)
-                .inc_by(out.records.len() as u64 - errors);
-        }
+        let errors = out
+            .records
+            .iter()
+            .filter(|(_, r)| {
+                r.headers
+                    .iter()
+                    .any(|(k, _)| k == crate::record::header::PIPELINE_ERRORS)
+            })
+            .count() as u64;
+        self.metrics.error_records.inc_by(errors);
+        self.metrics.records_out.inc_by(out.records.len() as u64 - errors);
         for (topic, record) in &out.records {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for (k, v) in &record.headers {

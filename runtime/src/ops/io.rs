@@ -90,13 +90,21 @@ impl Operator for Sink {
 pub struct ModelCall {
     model: String,
     backend: Arc<dyn ModelBackend>,
+    /// This model's call latency and failures (resolved once, not per call).
+    seconds: prometheus::Histogram,
+    failed: prometheus::IntCounter,
+    unavailable: prometheus::IntCounter,
 }
 
 impl ModelCall {
     pub fn new(model: &str, backend: Arc<dyn ModelBackend>) -> Self {
+        let m = crate::metrics::metrics();
         ModelCall {
             model: model.to_string(),
             backend,
+            seconds: m.model_call_seconds.with_label_values(&[model]),
+            failed: m.model_call_failures.with_label_values(&[model, "failed"]),
+            unavailable: m.model_call_failures.with_label_values(&[model, "unavailable"]),
         }
     }
 }
@@ -115,19 +123,10 @@ impl Operator for ModelCall {
             .unwrap_or_default();
         let started = std::time::Instant::now();
         let answer = self.backend.call_with_headers(&self.model, request, &traced);
-        let m = crate::metrics::metrics();
-        m.model_call_seconds
-            .with_label_values(&[self.model.as_str()])
-            .observe(started.elapsed().as_secs_f64());
+        self.seconds.observe(started.elapsed().as_secs_f64());
         match &answer {
-            Err(crate::operator::ModelCallError::Failed(_)) => m
-                .model_call_failures
-                .with_label_values(&[self.model.as_str(), "failed"])
-                .inc(),
-            Err(crate::operator::ModelCallError::Unavailable(_)) => m
-                .model_call_failures
-                .with_label_values(&[self.model.as_str(), "unavailable"])
-                .inc(),
+            Err(crate::operator::ModelCallError::Failed(_)) => self.failed.inc(),
+            Err(crate::operator::ModelCallError::Unavailable(_)) => self.unavailable.inc(),
             Ok(_) => {}
         }
         match answer {
