@@ -41,22 +41,14 @@ impl MemberReport {
     }
 }
 
-/// The current reports, by group, newer than [`STALE_AFTER`] at `now_ms`; empty when the topic
-/// does not exist yet.
+/// The current reports, by group, newer than [`STALE_AFTER`] at `now_ms`. The topic must exist
+/// (`apply` creates it; `status` checks first).
 pub fn read(
     config: &KafkaConfig,
     prefix: &str,
     now_ms: i64,
 ) -> Result<BTreeMap<String, Vec<MemberReport>>, KafkaError> {
-    let records = match read_changelog(config, &members_topic(prefix), 0, "members") {
-        Ok(r) => r,
-        Err(KafkaError::Client(e))
-            if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition) =>
-        {
-            return Ok(BTreeMap::new())
-        }
-        Err(e) => return Err(e),
-    };
+    let records = read_changelog(config, &members_topic(prefix), 0, "members")?;
     let mut latest: BTreeMap<Vec<u8>, Option<MemberReport>> = BTreeMap::new();
     for r in records {
         let report = r.value.as_deref().and_then(|v| serde_json::from_slice(v).ok());
