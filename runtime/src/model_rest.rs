@@ -127,7 +127,11 @@ pub fn response_to_json_and_binary(
             let raw = t.to_raw()?;
             if let Some(o) = v.as_object_mut() {
                 o.remove("data");
-                o.insert("parameters".into(), json!({ BINARY_DATA_SIZE: raw.len() }));
+                // Beside the tensor's own parameters, not instead of them.
+                let parameters = o.entry("parameters").or_insert_with(|| json!({}));
+                if let Some(p) = parameters.as_object_mut() {
+                    p.insert(BINARY_DATA_SIZE.into(), json!(raw.len()));
+                }
             }
             binary.extend_from_slice(&raw);
         }
@@ -483,10 +487,11 @@ mod tests {
         let response = InferMessage {
             id: "r".into(),
             parameters: Default::default(),
-            tensors: vec![
-                Tensor::new("a", vec![2], TensorData::Int32(vec![1, 2])).unwrap(),
-                Tensor::new("b", vec![1], TensorData::Fp64(vec![0.5])).unwrap(),
-            ],
+            tensors: vec![Tensor::new("a", vec![2], TensorData::Int32(vec![1, 2])).unwrap(), {
+                let mut b = Tensor::new("b", vec![1], TensorData::Fp64(vec![0.5])).unwrap();
+                b.parameters = parameters_from_json(&json!({"content_type": "np"}));
+                b
+            }],
             encoding: Encoding::Typed,
         }
         .to_response()
@@ -501,7 +506,11 @@ mod tests {
         assert_eq!(binary, [1, 0, 0, 0, 2, 0, 0, 0]);
         let all = OutputForm::of_request(&json!({"parameters": {"binary_data_output": true}}));
         let (v, binary) = response_to_json_and_binary(&response, &all).unwrap();
-        assert_eq!(v["outputs"][1]["parameters"], json!({"binary_data_size": 8}));
+        // A binary output keeps its own parameters beside its size.
+        assert_eq!(
+            v["outputs"][1]["parameters"],
+            json!({"binary_data_size": 8, "content_type": "np"})
+        );
         assert_eq!(binary.len(), 16);
         let (v, binary) = response_to_json_and_binary(&response, &OutputForm::default()).unwrap();
         assert_eq!(v["outputs"][1]["data"], json!([0.5]));
