@@ -15,7 +15,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use flowc_runtime::operator::ModelBackend;
 use flowc_runtime::proto::inference::{ModelInferRequest, ModelInferResponse};
 use flowc_runtime::tensor::{Encoding, InferMessage, Tensor, TensorData};
 use prost::Message as _;
-use support::{fp32, free_port, keys, render, root, Env, Proc};
+use support::{fp32, free_port, keys, mlserver_bin, render, root, Env, Proc};
 
 const WAIT: Duration = Duration::from_secs(90);
 /// How long MLServer may take to start and load the model (about 3 s here).
@@ -41,18 +41,6 @@ const SAMPLES: [([f32; 4], i64); 6] = [
     ([6.3, 3.3, 6.0, 2.5], 2),
     ([5.8, 2.7, 5.1, 1.9], 2),
 ];
-
-/// The venv's bin dir; the test fails (it does not skip) without it.
-fn mlserver_bin() -> PathBuf {
-    match std::env::var_os("FLOWC_MLSERVER_BIN") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => panic!(
-            "FLOWC_MLSERVER_BIN is not set: install MLServer with \
-             `export FLOWC_MLSERVER_BIN=\"$(./scripts/setup-python.sh | tail -n 1)\"` \
-             (scripts/test.sh does this) and run the test again"
-        ),
-    }
-}
 
 /// Two distinct free ports.
 fn two_ports() -> (u16, u16) {

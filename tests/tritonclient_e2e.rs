@@ -9,21 +9,9 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use support::{root, Env};
-
-fn python() -> PathBuf {
-    match std::env::var_os("FLOWC_MLSERVER_BIN") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("python"),
-        _ => panic!(
-            "FLOWC_MLSERVER_BIN is not set: install the venv with \
-             `export FLOWC_MLSERVER_BIN=\"$(./scripts/setup-python.sh | tail -n 1)\"` \
-             (scripts/test.sh does this) and run the test again"
-        ),
-    }
-}
+use support::{mlserver_bin, root, Env};
 
 #[test]
 fn tritonclient_calls_a_pipeline_over_http_and_grpc() {
@@ -33,7 +21,7 @@ fn tritonclient_calls_a_pipeline_over_http_and_grpc() {
     env.start_worker("worker");
     let gw = env.start_gateway("gateway", &[]);
     env.wait_pipeline_ready(&gw.http, "tfsimples");
-    let out = Command::new(python())
+    let out = Command::new(mlserver_bin().join("python"))
         .arg(root().join("tests/tritonclient/call_gateway.py"))
         .args([
             gw.http.trim_start_matches("http://"),

@@ -634,3 +634,16 @@ pub fn metric(text: &str, series: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
 }
+
+/// The bin dir of the Python venv with MLServer and tritonclient; the test fails (it does not
+/// skip) without it.
+pub fn mlserver_bin() -> PathBuf {
+    match std::env::var_os("FLOWC_MLSERVER_BIN") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => panic!(
+            "FLOWC_MLSERVER_BIN is not set: install the venv with \
+             `export FLOWC_MLSERVER_BIN=\"$(./scripts/setup-python.sh | tail -n 1)\"` \
+             (scripts/test.sh does this) and run the test again"
+        ),
+    }
+}
