@@ -13,6 +13,17 @@ mod kafka_cmd;
 mod model_server_cmd;
 mod up_cmd;
 
+/// `flowc dev-broker`: a local broker in the foreground until Ctrl-C.
+#[derive(clap::Args)]
+struct DevBrokerArgs {
+    /// `kafka` (Apache Kafka, KRaft, from scripts/install-kafka.sh) or `tansu`.
+    #[arg(long, default_value = "kafka", value_parser = up_cmd::parse_kind)]
+    kind: flowc_runtime::devbroker::BrokerKind,
+    /// Port on 127.0.0.1 (default: 9092).
+    #[arg(long, default_value_t = 9092)]
+    port: u16,
+}
+
 #[derive(Parser)]
 #[command(
     name = "flowc",
@@ -70,6 +81,9 @@ enum Command {
     /// The pipeline gateway: synchronous Open Inference Protocol calls of pipelines and models
     /// over HTTP (9010) and gRPC (9011), answered through their topics.
     Gateway(gateway_cmd::Args),
+    /// Run only a local broker (Apache Kafka or tansu) on 127.0.0.1 in the foreground, until
+    /// Ctrl-C: for scripts, demos and trying flowc against a real Kafka.
+    DevBroker(DevBrokerArgs),
     /// Serve the Models with a `flowc://` storageUri with the reference models over gRPC.
     ModelServer(model_server_cmd::Args),
 }
@@ -212,5 +226,49 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::ModelServer(args) => model_server_cmd::run(args),
         Command::Gateway(args) => gateway_cmd::run(args),
         Command::Up(args) => up_cmd::run(args),
+        Command::DevBroker(args) => dev_broker(args),
+    }
+}
+
+/// Starts the broker, prints its address on stdout once it answers (scripts wait for that
+/// line), and runs until SIGINT/SIGTERM or until the broker exits by itself (exit 1, with its
+/// log's tail).
+fn dev_broker(args: DevBrokerArgs) -> Result<ExitCode> {
+    use std::io::Write as _;
+    let mut broker = flowc_runtime::devbroker::DevBroker::start_on(args.kind, args.port)
+        .with_context(|| format!("the {} broker did not start on 127.0.0.1:{}", args.kind, args.port))?;
+    eprintln!(
+        "flowc dev-broker: {} on {} (storage and log in {}); Ctrl-C stops it",
+        args.kind,
+        broker.bootstrap(),
+        broker.dir().display()
+    );
+    println!("{}", broker.bootstrap());
+    std::io::stdout().flush()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let exited = runtime.block_on(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        let signal = model_server_cmd::shutdown_signal();
+        tokio::pin!(signal);
+        loop {
+            tokio::select! {
+                _ = &mut signal => return None,
+                _ = tick.tick() => {
+                    if let Some(status) = broker.exited() {
+                        return Some(status);
+                    }
+                }
+            }
+        }
+    });
+    match exited {
+        None => {
+            eprintln!("flowc dev-broker: stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(status) => {
+            eprintln!("flowc dev-broker: the broker exited ({status}):\n{}", broker.log_tail());
+            Ok(ExitCode::from(1))
+        }
     }
 }

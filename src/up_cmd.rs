@@ -1,5 +1,6 @@
 //! `flowc up FILE…`: everything a pipeline needs, on one machine, in one process: a local
-//! broker (tansu, unless `--brokers` names a Kafka), the reference model server for `flowc://`
+//! broker (tansu by default, or Apache Kafka with `--broker kafka`; `--brokers` uses an existing
+//! Kafka instead, with `-X`/`--kafka-config` for its security settings), the reference model server for `flowc://`
 //! Models, a worker, the pipeline gateway (HTTP 9010, gRPC 9011); the files applied; ready when
 //! the gateway holds its partitions and every pipeline's models answer ready. Ctrl-C (or
 //! SIGTERM) stops it all. Each part says when it is up; a part that fails is named.
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use flowc_runtime::devbroker::DevBroker;
+use flowc_runtime::devbroker::{BrokerKind, DevBroker};
 use flowc_runtime::gateway::{self, Gateway, GatewayOptions, Target};
 use flowc_runtime::kafka::placement::PlacedModels;
 use flowc_runtime::kafka::{deploy, worker, KafkaConfig};
@@ -27,9 +28,20 @@ pub struct Args {
     /// Use this Kafka (bootstrap servers) instead of starting a local broker.
     #[arg(long)]
     pub brokers: Option<String>,
+    /// The local broker: `tansu` (no JVM, starts in about a second) or `kafka` (Apache Kafka,
+    /// KRaft, from scripts/install-kafka.sh).
+    #[arg(long, default_value = "tansu", value_parser = parse_kind)]
+    pub broker: BrokerKind,
     /// Port of the local broker (127.0.0.1).
     #[arg(long, default_value_t = 9092)]
     pub broker_port: u16,
+    /// A librdkafka property for the clients, `key=value` (TLS, SASL for `--brokers`, ...);
+    /// repeatable; wins over the file.
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    pub property: Vec<String>,
+    /// A properties file of librdkafka settings (`key=value` lines).
+    #[arg(long, env = "FLOWC_KAFKA_CONFIG")]
+    pub kafka_config: Option<PathBuf>,
     /// The gateway's HTTP address.
     #[arg(long, default_value = "127.0.0.1:9010")]
     pub http_listen: String,
@@ -53,6 +65,10 @@ pub struct Args {
     pub prefix: String,
 }
 
+pub(crate) fn parse_kind(s: &str) -> Result<BrokerKind, String> {
+    s.parse()
+}
+
 fn step(what: &str) {
     eprintln!("flowc up: {what}");
 }
@@ -72,14 +88,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             (None, b.clone())
         }
         None => {
-            let broker = DevBroker::start_on(args.broker_port).with_context(|| {
+            let broker = DevBroker::start_on(args.broker, args.broker_port).with_context(|| {
                 format!(
-                    "the local broker (tansu) did not start on 127.0.0.1:{}",
-                    args.broker_port
+                    "the local broker ({}) did not start on 127.0.0.1:{}",
+                    args.broker, args.broker_port
                 )
             })?;
             step(&format!(
-                "broker (tansu) on {} (log: {})",
+                "broker ({}) on {} (log: {})",
+                args.broker,
                 broker.bootstrap(),
                 broker.log_path().display()
             ));
@@ -87,7 +104,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
             (Some(broker), b)
         }
     };
-    let config = KafkaConfig::new(&bootstrap);
+    let mut config = KafkaConfig::new(&bootstrap);
+    if let Some(path) = &args.kafka_config {
+        config.properties.extend(KafkaConfig::read_properties_file(path)?);
+    }
+    for p in &args.property {
+        config.properties.push(KafkaConfig::parse_property(p)?);
+    }
+    let config = config.detect_broker()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
