@@ -39,7 +39,8 @@ impl KafkaArgs {
         for p in &self.property {
             config.properties.push(KafkaConfig::parse_property(p)?);
         }
-        Ok(config)
+        // A few defaults depend on the broker (tansu or Apache Kafka): ask it once.
+        Ok(config.detect_broker()?)
     }
 }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
+use super::broker::{self, BrokerFlavor};
+
 #[derive(Clone, Debug)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`.
@@ -16,6 +18,8 @@ pub struct KafkaConfig {
     pub properties: Vec<(String, String)>,
     /// Bound on every metadata/admin call, so an unreachable broker is an error, not a hang.
     pub timeout: Duration,
+    /// What kind of broker this is ([`KafkaConfig::detect_broker`]); decides a few defaults.
+    pub flavor: BrokerFlavor,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +38,16 @@ impl KafkaConfig {
             bootstrap: bootstrap.into(),
             properties: Vec::new(),
             timeout: Duration::from_secs(10),
+            flavor: BrokerFlavor::default(),
         }
+    }
+
+    /// Asks the broker what kind it is ([`broker::detect`]) and keeps the answer in
+    /// [`KafkaConfig::flavor`]. Fails as the command would: an unreachable broker, or a
+    /// failed authentication, within the config's timeout.
+    pub fn detect_broker(mut self) -> Result<KafkaConfig, super::KafkaError> {
+        self.flavor = broker::detect(&self, self.timeout)?;
+        Ok(self)
     }
 
     pub fn with(mut self, key: &str, value: &str) -> KafkaConfig {
@@ -102,9 +115,9 @@ impl KafkaConfig {
             ("session.timeout.ms", "6000".into()),
             ("heartbeat.interval.ms", "1000".into()),
             ("max.poll.interval.ms", "10000".into()),
-            // A record waits at most this long in the broker before a fetch returns: each hop
-            // of a pipeline pays it once (librdkafka's 500 ms default made ~250 ms per hop).
-            ("fetch.wait.max.ms", "10".into()),
+            // How long the broker may hold a fetch that finds nothing (librdkafka's 500 ms
+            // made ~250 ms per hop on tansu, which holds a fetch for all of it): per broker.
+            ("fetch.wait.max.ms", self.flavor.fetch_wait_ms().to_string()),
             ("socket.timeout.ms", Self::ms(self.timeout)),
         ])
     }
@@ -117,15 +130,24 @@ impl KafkaConfig {
             ("enable.auto.commit", "false".into()),
             ("enable.auto.offset.store", "false".into()),
             ("auto.offset.reset", "earliest".into()),
+            ("fetch.wait.max.ms", self.flavor.fetch_wait_ms().to_string()),
             ("socket.timeout.ms", Self::ms(self.timeout)),
         ])
     }
 
     /// A producer that waits for all in-sync replicas and keeps order per partition.
+    ///
+    /// No linger: a record is sent at once when no produce request is in flight, so an idle
+    /// pipeline pays no fixed wait per hop; while one request is in flight (one per
+    /// connection) the records that arrive meanwhile queue up and leave together as the next
+    /// batch, so a loaded pipeline still batches. Idempotent on Apache Kafka, so a request
+    /// retried across a leader change writes each record once.
     pub fn producer(&self) -> ClientConfig {
+        let idempotent = self.flavor.idempotent_producers().to_string();
         self.base(&[
             ("acks", "all".into()),
-            ("linger.ms", "2".into()),
+            ("enable.idempotence", idempotent),
+            ("linger.ms", "0".into()),
             ("max.in.flight.requests.per.connection", "1".into()),
             ("message.timeout.ms", "30000".into()),
             ("socket.timeout.ms", Self::ms(self.timeout)),

@@ -91,9 +91,16 @@ impl ControlReader {
             position: 0,
         };
         let deadline = Instant::now() + config.timeout.max(Duration::from_secs(30));
-        // To the high watermark, then until a poll finds nothing more (tansu 0.6's high
-        // watermark can lie below the end: see `restore::read_changelog`).
+        // To the high watermark; on tansu, whose high watermark can lie below the end (see
+        // `restore::read_changelog`), on until a poll finds nothing more.
+        let exact = config.flavor.exact_watermarks();
         loop {
+            if exact
+                && (reader.position >= high
+                    || super::restore::fetch_position(&reader.consumer, &reader.topic, 0) >= high)
+            {
+                break;
+            }
             if Instant::now() > deadline {
                 return Err(KafkaError::Timeout(format!(
                     "reading the deployment log {} to offset {high} (at {})",
@@ -101,8 +108,8 @@ impl ControlReader {
                 )));
             }
             let before = reader.position;
-            reader.poll(Duration::from_millis(200))?;
-            if reader.position >= high && reader.position == before {
+            reader.poll(Duration::from_millis(if exact { 50 } else { 200 }))?;
+            if !exact && reader.position >= high && reader.position == before {
                 break;
             }
         }

@@ -303,8 +303,9 @@ fn decode(slot: &Slot, r: &Raw, tensor: Option<&str>) -> Shown {
 }
 
 /// Reads the topics' records with one consumer: from `since` or the beginning with a request
-/// id, else the last `count` of each partition; on to the end (past the high watermark until
-/// polls find nothing: tansu's can lie low, see `restore::read_changelog`).
+/// id, else the last `count` of each partition; on to the end: the high watermarks on Apache
+/// Kafka, past them until polls find nothing on tansu (whose watermarks can lie low, see
+/// `restore::read_changelog`).
 fn read_topics(
     config: &KafkaConfig,
     topics: &[String],
@@ -315,8 +316,9 @@ fn read_topics(
     let unreachable = |e| KafkaError::unreachable(config, "reading the pipeline's topics", e);
     let metadata = consumer.fetch_metadata(None, config.timeout).map_err(unreachable)?;
     let mut tpl = TopicPartitionList::new();
-    // Where each partition's records end (as far as the broker says).
+    // Where each partition's records end (as far as the broker says), and where reading is.
     let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut position: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for topic in topics {
         let partitions = metadata
             .topics()
@@ -333,6 +335,7 @@ fn read_topics(
             } else {
                 low.max(high - options.count as i64)
             };
+            position.insert((topic.clone(), p), from);
             tpl.add_partition_offset(topic, p, Offset::Offset(from))?;
         }
     }
@@ -345,7 +348,10 @@ fn read_topics(
         if let Ok(found) = consumer.offsets_for_times(times, config.timeout) {
             for e in found.elements() {
                 let offset = match e.offset() {
-                    Offset::Offset(o) => Offset::Offset(o),
+                    Offset::Offset(o) => {
+                        position.insert((e.topic().to_string(), e.partition()), o);
+                        Offset::Offset(o)
+                    }
                     // Nothing written since then: nothing to wait for.
                     _ => {
                         ends.insert((e.topic().to_string(), e.partition()), 0);
@@ -361,7 +367,7 @@ fn read_topics(
         return Ok(out);
     }
     consumer.assign(&tpl)?;
-    let mut position: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let exact = config.flavor.exact_watermarks();
     let mut quiet_since = Instant::now();
     loop {
         if Instant::now() > deadline {
@@ -390,11 +396,11 @@ fn read_topics(
                 let at_end = ends
                     .iter()
                     .all(|(tp, high)| position.get(tp).copied().unwrap_or(0) >= *high);
-                // At the reported ends and quiet, or quiet for long (a watermark past what
-                // is readable).
-                if (at_end && quiet_since.elapsed() >= Duration::from_millis(300))
-                    || quiet_since.elapsed() >= Duration::from_secs(2)
-                {
+                // Apache Kafka: at the high watermarks. tansu: there and quiet. Either: quiet
+                // for long (the last offsets hold no record for us: transaction markers, or a
+                // watermark past what is readable).
+                let quiet = quiet_since.elapsed();
+                if (at_end && (exact || quiet >= Duration::from_millis(300))) || quiet >= Duration::from_secs(2) {
                     break;
                 }
             }

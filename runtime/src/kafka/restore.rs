@@ -33,9 +33,7 @@ pub fn read_changelog(
     // Generous: a long changelog takes a while, but a stuck read must end in an error.
     let deadline = Instant::now() + config.timeout.max(Duration::from_secs(10)) * 6;
     let mut next = low;
-    // Past the high watermark, read on until the partition stays quiet: tansu 0.6 reports a
-    // high watermark that counts record batches, not records, so it can lie below the end.
-    // On Apache Kafka this costs one quiet poll (nobody else writes this partition).
+    let exact = config.flavor.exact_watermarks();
     loop {
         if Instant::now() > deadline {
             return Err(KafkaError::Timeout(format!(
@@ -43,7 +41,16 @@ pub fn read_changelog(
             )));
         }
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-            if next >= high {
+            // Apache Kafka: the end is the high watermark (the fetch position passes
+            // compacted-away offsets and transaction markers too). tansu 0.6 reports a high
+            // watermark that counts record batches, not records, so it can lie below the end:
+            // past it, read on until the partition stays quiet.
+            let done = if exact {
+                next >= high || fetch_position(&consumer, topic, partition) >= high
+            } else {
+                next >= high
+            };
+            if done {
                 break;
             }
             continue;
@@ -55,6 +62,21 @@ pub fn read_changelog(
             key: message.key().unwrap_or_default().to_vec(),
             value: message.payload().map(<[u8]>::to_vec),
         });
+        if exact && next >= high {
+            break;
+        }
     }
     Ok(records)
+}
+
+/// The consumer's fetch position on `topic`/`partition` (-1 when it has none yet): past every
+/// record it returned, and past offsets that hold no record for it (compacted away,
+/// transaction markers).
+pub(crate) fn fetch_position(consumer: &BaseConsumer, topic: &str, partition: i32) -> i64 {
+    consumer
+        .position()
+        .ok()
+        .and_then(|tpl| tpl.find_partition(topic, partition).map(|p| p.offset()))
+        .and_then(|offset| offset.to_raw())
+        .unwrap_or(-1)
 }
