@@ -2,9 +2,11 @@
 //! compacted deployment log, and the worker that runs every deployed plan's tasks, scaled by
 //! partition through consumer groups, with state restored from changelog topics.
 
+pub mod broker;
 pub mod config;
 pub mod control;
 pub mod deploy;
+pub mod diagnose;
 pub mod inspect;
 pub mod members;
 pub mod placement;
@@ -13,18 +15,34 @@ pub mod worker;
 
 use std::time::Duration;
 
+pub use broker::BrokerFlavor;
 pub use config::KafkaConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
     #[error("kafka: {0}")]
     Client(Box<rdkafka::error::KafkaError>),
-    #[error("cannot reach a Kafka broker at {bootstrap} while {what} (gave up after {waited:?}): {source}")]
+    #[error(
+        "cannot reach a Kafka broker at {bootstrap} while {what} (gave up after {waited:?}{}): {source}",
+        reported.as_deref().map(|r| format!("; the connection reported: {r}")).unwrap_or_default()
+    )]
     Unreachable {
         bootstrap: String,
         what: String,
         waited: Duration,
         source: Box<rdkafka::error::KafkaError>,
+        /// What a second, diagnostic connection reported ([`diagnose::diagnose`]), if anything.
+        reported: Option<String>,
+    },
+    /// The broker refused the client's credentials: a wrong SASL user, password or mechanism.
+    #[error("authentication failed at {bootstrap} ({credentials}) while {what}: {reason}")]
+    Authentication {
+        bootstrap: String,
+        what: String,
+        /// How the client presented itself ([`diagnose::credentials`]), never the password.
+        credentials: String,
+        /// librdkafka's text.
+        reason: String,
     },
     #[error("timed out {0}")]
     Timeout(String),
@@ -55,12 +73,29 @@ impl From<crate::state::StateError> for KafkaError {
 }
 
 impl KafkaError {
+    /// The error of a broker call that failed after `config.timeout`. A short diagnostic
+    /// connection (at most 2 s) finds out why, since librdkafka reports it only through the
+    /// client's error callback and logs: refused credentials are [`KafkaError::Authentication`],
+    /// any other report goes into [`KafkaError::Unreachable`].
     pub(crate) fn unreachable(config: &KafkaConfig, what: &str, source: rdkafka::error::KafkaError) -> KafkaError {
+        let reported = match diagnose::diagnose(config, config.timeout.min(Duration::from_secs(2))) {
+            Some(diagnose::BrokerProblem::Authentication(reason)) => {
+                return KafkaError::Authentication {
+                    bootstrap: config.bootstrap.clone(),
+                    what: what.to_string(),
+                    credentials: diagnose::credentials(config),
+                    reason,
+                }
+            }
+            Some(diagnose::BrokerProblem::Connection(text)) => Some(text),
+            None => None,
+        };
         KafkaError::Unreachable {
             bootstrap: config.bootstrap.clone(),
             what: what.to_string(),
             waited: config.timeout,
             source: Box::new(source),
+            reported,
         }
     }
 }
