@@ -73,10 +73,12 @@ impl Cluster {
             .operation_timeout(Some(self.config.timeout))
     }
 
-    /// Creates topics; one that already exists is fine.
-    pub fn create_topics(&self, topics: &[TopicSpec], replication: i32) -> Result<(), KafkaError> {
+    /// Creates topics and waits until the cluster's metadata lists them all; returns the
+    /// names of those that already existed (created meanwhile by someone else: their partition
+    /// counts are whatever that creator chose).
+    pub fn create_topics(&self, topics: &[TopicSpec], replication: i32) -> Result<Vec<String>, KafkaError> {
         if topics.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let new: Vec<NewTopic<'_>> = topics
             .iter()
@@ -91,19 +93,47 @@ impl Cluster {
             .collect();
         let results = self.runtime.block_on(self.admin.create_topics(&new, &self.options()))?;
         let mut failed = Vec::new();
+        let mut existed = Vec::new();
         for result in results {
             match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Ok(_) => {}
+                Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => existed.push(topic),
                 Err((topic, code)) => failed.push(format!("{topic}: {code}")),
             }
         }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(KafkaError::Deploy(format!(
+        if !failed.is_empty() {
+            return Err(KafkaError::Deploy(format!(
                 "cannot create topics: {}",
                 failed.join("; ")
-            )))
+            )));
+        }
+        let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+        self.wait_for_topics(&names)?;
+        Ok(existed)
+    }
+
+    /// The partition counts of `names` once the metadata lists every one of them (a created
+    /// topic reaches every broker's metadata a moment after CreateTopics returns on Apache
+    /// Kafka), bounded by the config's timeout.
+    pub fn wait_for_topics(&self, names: &[String]) -> Result<BTreeMap<String, i32>, KafkaError> {
+        let deadline = std::time::Instant::now() + self.config.timeout;
+        loop {
+            let topics = self.topics()?;
+            let missing: Vec<&String> = names
+                .iter()
+                .filter(|n| topics.get(*n).copied().unwrap_or(0) < 1)
+                .collect();
+            if missing.is_empty() {
+                return Ok(topics);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(KafkaError::Timeout(format!(
+                    "waiting for created topics to appear in the metadata of {}: {}",
+                    self.config.bootstrap,
+                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 
@@ -157,7 +187,8 @@ impl Cluster {
                 },
             ],
             replication,
-        )
+        )?;
+        Ok(())
     }
 
     /// Writes deployment records (a tombstone for `None`) and waits until they are stored.
@@ -196,7 +227,9 @@ impl Cluster {
         if wanted.count() == 0 {
             return Ok(());
         }
-        let committed = consumer.committed_offsets(wanted, self.config.timeout)?;
+        let committed = coordinator_retry(&self.config, || {
+            consumer.committed_offsets(wanted.clone(), self.config.timeout)
+        })?;
         let mut commit = TopicPartitionList::new();
         for e in committed.elements() {
             if matches!(e.offset(), Offset::Invalid) {
@@ -205,9 +238,41 @@ impl Cluster {
             }
         }
         if commit.count() > 0 {
-            consumer.commit(&commit, CommitMode::Sync)?;
+            coordinator_retry(&self.config, || consumer.commit(&commit, CommitMode::Sync))?;
         }
         Ok(())
+    }
+}
+
+/// Runs a group-coordinator call (OffsetFetch, OffsetCommit) again while the broker says its
+/// coordinator is moving or still loading, as Kafka's own clients do: a new group's
+/// coordinator on Apache Kafka can answer NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS for
+/// a moment after `__consumer_offsets` is created or a leader changes. Bounded by the
+/// config's timeout; any other error returns at once.
+pub(crate) fn coordinator_retry<T>(
+    config: &KafkaConfig,
+    mut call: impl FnMut() -> Result<T, rdkafka::error::KafkaError>,
+) -> Result<T, KafkaError> {
+    use rdkafka::error::KafkaError as E;
+    use rdkafka::types::RDKafkaErrorCode as C;
+    let deadline = std::time::Instant::now() + config.timeout;
+    let mut backoff = std::time::Duration::from_millis(50);
+    loop {
+        match call() {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let transient = matches!(
+                    e.rdkafka_error_code(),
+                    Some(C::NotCoordinator | C::CoordinatorLoadInProgress | C::CoordinatorNotAvailable)
+                ) || matches!(e, E::MetadataFetch(C::NotCoordinator | C::CoordinatorLoadInProgress));
+                if !transient || std::time::Instant::now() + backoff > deadline {
+                    return Err(e.into());
+                }
+                tracing::debug!(error = %e, "group coordinator not ready; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(std::time::Duration::from_millis(500));
+            }
+        }
     }
 }
 
@@ -389,7 +454,28 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
     }
 
     cluster.ensure_control_topic(&options.prefix, options.replication)?;
-    cluster.create_topics(&to_create, options.replication)?;
+    let existed = cluster.create_topics(&to_create, options.replication)?;
+    if !existed.is_empty() {
+        // Created meanwhile by someone else, with counts of their choosing: check the joins
+        // again against what the cluster has now.
+        let now = cluster.topics()?;
+        let mismatched: Vec<String> = plan
+            .pipelines
+            .iter()
+            .flat_map(|p| p.check_copartitioning(|t| now.get(t).copied()))
+            .map(|e| {
+                let counts: Vec<String> = e.topics.iter().map(|(t, n)| format!("{t} has {n}")).collect();
+                format!(
+                    "pipeline {} joins topics with different partition counts, so its joins could never match keys: {} (recreate them with one count, or change the pipeline)",
+                    e.pipeline,
+                    counts.join(", ")
+                )
+            })
+            .collect();
+        if !mismatched.is_empty() {
+            return Err(KafkaError::Deploy(mismatched.join("\n")));
+        }
+    }
     report.created_topics = to_create.iter().map(|t| t.name.clone()).collect();
     for p in &plan.pipelines {
         for sub in &p.sub_topologies {
@@ -530,7 +616,7 @@ pub struct GroupStatus {
     pub group: String,
     /// Members now in the group (`None`: the broker does not describe groups).
     pub members: Option<usize>,
-    /// Who holds what, as the members report it (`members.rs`).
+    /// Who holds what: from DescribeGroups, or as the members report it (`members.rs`).
     pub assignments: Vec<super::members::MemberReport>,
     /// Records written to its source topics and not yet committed by the group.
     pub lag: i64,
@@ -567,11 +653,32 @@ pub fn status(config: &KafkaConfig, prefix: &str) -> Result<Vec<PipelineStatus>,
         let mut groups = Vec::new();
         for sub in &p.plan.sub_topologies {
             let consumer: BaseConsumer = config.consumer(&sub.consumer_group).create()?;
-            let members = consumer
+            let described = consumer
                 .fetch_group_list(Some(&sub.consumer_group), config.timeout)
                 .ok()
-                .and_then(|list| list.groups().first().map(|g| g.members().len()));
-            let assignments = reports.get(&sub.consumer_group).cloned().unwrap_or_default();
+                .and_then(|list| {
+                    let group = list.groups().first()?;
+                    let members: Vec<super::members::MemberReport> = group
+                        .members()
+                        .iter()
+                        .filter_map(|m| {
+                            Some(super::members::MemberReport {
+                                group: sub.consumer_group.clone(),
+                                member: format!("{} ({})", m.client_id(), m.client_host()),
+                                partitions: super::members::decode_assignment(m.assignment()?)?,
+                                at_ms: super::now_ms(),
+                            })
+                        })
+                        .collect();
+                    Some((group.members().len(), members))
+                });
+            let members = described.as_ref().map(|(n, _)| *n);
+            // The broker's own description (Apache Kafka); the members' reports where it has
+            // no assignments (tansu).
+            let assignments = match described {
+                Some((n, described)) if n > 0 && described.len() == n => described,
+                _ => reports.get(&sub.consumer_group).cloned().unwrap_or_default(),
+            };
             let mut tpl = TopicPartitionList::new();
             for t in sub.source_topics() {
                 for partition in 0..topics.get(t).copied().unwrap_or(0) {
@@ -580,7 +687,7 @@ pub fn status(config: &KafkaConfig, prefix: &str) -> Result<Vec<PipelineStatus>,
             }
             let mut lag = 0;
             if tpl.count() > 0 {
-                let committed = consumer.committed_offsets(tpl, config.timeout)?;
+                let committed = coordinator_retry(config, || consumer.committed_offsets(tpl.clone(), config.timeout))?;
                 for e in committed.elements() {
                     let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), config.timeout)?;
                     let at = match e.offset() {
