@@ -243,6 +243,9 @@ pub struct Gateway {
     held: RwLock<BTreeMap<String, Vec<i32>>>,
     /// Bumped on every assignment change, so a request can wait for its topic's partitions.
     held_version: watch::Sender<u64>,
+    /// Outputs topics this replica has held partitions of: losing them is a rebalance (a
+    /// broker failing over, a replica joining) and they come back.
+    ever_held: RwLock<BTreeSet<String>>,
     /// The consumer holds its assignment for the current subscription.
     assigned: AtomicBool,
     /// Round robin over the partitions held.
@@ -296,6 +299,7 @@ impl Gateway {
             known: RwLock::new(Known::default()),
             held: RwLock::new(BTreeMap::new()),
             held_version,
+            ever_held: RwLock::new(BTreeSet::new()),
             assigned: AtomicBool::new(false),
             next_partition: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
@@ -463,12 +467,34 @@ impl Gateway {
                 return Err(GatewayError::AsyncOnly(p.clone()));
             }
         }
-        let partition = self
-            .partition_for(&route.outputs, deadline.min(started + Duration::from_secs(10)))
-            .await?;
         let id = match request_id.map(str::trim).filter(|s| !s.is_empty()) {
             Some(id) => id.to_string(),
             None => self.new_request_id(),
+        };
+        // A replica that held partitions of the outputs topic and lost them in a rebalance gets
+        // them back: the request waits for that within its timeout, and one that runs out
+        // gets 504 like any request not answered in time. A replica that never held any (still
+        // joining, or more replicas than partitions) says so sooner, with 503.
+        let rejoining = self
+            .ever_held
+            .read()
+            .map(|t| t.contains(&route.outputs))
+            .unwrap_or(false);
+        let wait_until = if rejoining {
+            deadline
+        } else {
+            deadline.min(started + Duration::from_secs(10))
+        };
+        let partition = match self.partition_for(&route.outputs, wait_until).await {
+            Ok(partition) => partition,
+            Err(_) if rejoining => {
+                outcome("timeout");
+                return Err(GatewayError::Timeout {
+                    key: id,
+                    waited: self.options.request_timeout,
+                });
+            }
+            Err(e) => return Err(e),
         };
         let key = gateway_key(partition, target.name(), &id);
         let (tx, rx) = oneshot::channel();
@@ -724,6 +750,9 @@ impl Gateway {
     }
 
     fn set_held(&self, held: BTreeMap<String, Vec<i32>>) {
+        if let Ok(mut ever) = self.ever_held.write() {
+            ever.extend(held.iter().filter(|(_, ps)| !ps.is_empty()).map(|(t, _)| t.clone()));
+        }
         if let Ok(mut h) = self.held.write() {
             *h = held;
         }

@@ -274,6 +274,13 @@ impl ProducerContext for DeliveryContext {
 
 // ------------------------------------------------------------------ one sub-topology
 
+/// How long the poll loop waits for its outputs to be acknowledged before it polls again
+/// without committing. Well under `max.poll.interval.ms`: while a broker fails over, `acks=all`
+/// writes wait until the dead node leaves the in-sync replicas (about 10 s on Kafka), and a
+/// loop blocked that long gets its consumer thrown out of the group (one more rebalance, and
+/// every uncommitted record replayed).
+const ACK_WAIT_IN_LOOP: Duration = Duration::from_secs(2);
+
 struct SubRunner {
     config: KafkaConfig,
     options: WorkerOptions,
@@ -431,7 +438,7 @@ impl SubRunner {
                     }
                 }
             }
-            self.commit()?;
+            self.commit_within(ACK_WAIT_IN_LOOP)?;
         }
         self.commit()?;
         self.consumer.unsubscribe();
@@ -505,8 +512,14 @@ impl SubRunner {
         for event in events {
             match event {
                 GroupEvent::Revoked(partitions) => {
-                    if let Err(e) = self.commit() {
-                        tracing::warn!(error = %e, "commit on revoke failed; the new owner replays those records");
+                    match self.commit_within(ACK_WAIT_IN_LOOP) {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(
+                            "outputs not acknowledged on revoke, not committed; the new owner replays those records"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "commit on revoke failed; the new owner replays those records")
+                        }
                     }
                     for p in partitions {
                         self.tasks.remove(&p);
@@ -772,19 +785,30 @@ impl SubRunner {
 
     /// Waits until everything produced is acknowledged, then commits the inputs it came from.
     fn commit(&mut self) -> Result<(), KafkaError> {
-        if self.pending.is_empty() {
+        if self.commit_within(self.config.timeout.max(Duration::from_secs(30)))? {
             return Ok(());
+        }
+        Err(KafkaError::Timeout(format!(
+            "writing outputs: {} records not acknowledged by {}",
+            self.producer.in_flight_count(),
+            self.config.bootstrap
+        )))
+    }
+
+    /// Commits the inputs of everything produced once the broker has acknowledged all of it,
+    /// waiting at most `wait` for that. `Ok(false)`: not all acknowledged yet; nothing is
+    /// committed and the offsets wait for the next call (they are absolute, so a later commit
+    /// covers them), while the caller goes on polling.
+    fn commit_within(&mut self, wait: Duration) -> Result<bool, KafkaError> {
+        if self.pending.is_empty() {
+            return Ok(true);
         }
         // Not `flush`: rdkafka's flush polls in 100 ms slices, so every batch would cost at
         // least 100 ms. The producer's own thread serves delivery reports; wait for them.
-        let deadline = Instant::now() + self.config.timeout.max(Duration::from_secs(30));
-        while self.producer.in_flight_count() > 0 {
+        let deadline = Instant::now() + wait;
+        while self.producer.in_flight_count() > 0 && self.producer.context().failed.load(Ordering::Relaxed) == 0 {
             if Instant::now() > deadline {
-                return Err(KafkaError::Timeout(format!(
-                    "writing outputs: {} records not acknowledged by {}",
-                    self.producer.in_flight_count(),
-                    self.config.bootstrap
-                )));
+                return Ok(false);
             }
             std::thread::sleep(Duration::from_micros(500));
         }
@@ -810,7 +834,7 @@ impl SubRunner {
             // longer ours, and its new owner replays from the last commit.
             Err(e) => tracing::warn!(error = %e, "commit failed; retrying with the next batch"),
         }
-        Ok(())
+        Ok(true)
     }
 }
 
