@@ -25,14 +25,27 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "dev Kafka broker (tansu) for the broker tests"
+step "Apache Kafka (the broker every broker test runs on) and tansu (the smoke set)"
+export FLOWC_KAFKA_HOME; FLOWC_KAFKA_HOME="$(./scripts/install-kafka.sh | tail -n 1)"
 export FLOWC_TANSU; FLOWC_TANSU="$(./scripts/install-broker.sh | tail -n 1)"
 
 step "MLServer (Python venv) for the MLServer test"
 export FLOWC_MLSERVER_BIN; FLOWC_MLSERVER_BIN="$(./scripts/setup-python.sh | tail -n 1)"
 
-step "cargo test"
-cargo test --workspace --locked 2>&1 | tee "$CARGO_TARGET_DIR/last-test.log"
+log="$CARGO_TARGET_DIR/last-test.log"
+: >"$log"
+status=0
+
+step "cargo test (every broker test on Apache Kafka, one shared broker per test binary)"
+FLOWC_TEST_BROKER=kafka cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$log" || status=1
+
+# tansu stays the embedded default of `flowc up` and the demo: the end-to-end examples, the
+# gateway, `up` and the broker probe run on it too.
+step "cargo test on tansu (smoke set: e2e, gateway, up, broker probe)"
+FLOWC_TEST_BROKER=tansu cargo test --locked --no-fail-fast -p flowc --test kafka_e2e --test kafka_gateway --test up 2>&1 \
+    | tee -a "$log" || status=1
+FLOWC_TEST_BROKER=tansu cargo test --locked -p flowc-runtime --test broker_probe 2>&1 | tee -a "$log" || status=1
+
 # One closing line that counts every test binary's results together.
-awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\n%d passed, %d failed, %d skipped\n", p, f, i }' \
-    "$CARGO_TARGET_DIR/last-test.log"
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\n%d passed, %d failed, %d skipped\n", p, f, i }' "$log"
+exit "$status"

@@ -69,8 +69,8 @@ fn deployments_that_cannot_work_are_refused() {
     cluster
         .create_topics(
             &[
-                topic("seldon.default.model.tfsimple1.outputs", 2),
-                topic("seldon.default.model.tfsimple2.outputs", 3),
+                topic(&env.topic("default.model.tfsimple1.outputs"), 2),
+                topic(&env.topic("default.model.tfsimple2.outputs"), 3),
             ],
             1,
         )
@@ -82,8 +82,14 @@ fn deployments_that_cannot_work_are_refused() {
         err.contains("pipeline join joins topics with different partition counts"),
         "{err}"
     );
-    assert!(err.contains("seldon.default.model.tfsimple1.outputs has 2"), "{err}");
-    assert!(err.contains("seldon.default.model.tfsimple2.outputs has 3"), "{err}");
+    assert!(
+        err.contains(&env.topic("default.model.tfsimple1.outputs has 2")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&env.topic("default.model.tfsimple2.outputs has 3")),
+        "{err}"
+    );
     // Nothing was deployed.
     let list = env.flowc(&["list"]);
     assert!(!stdout(&list).contains("join"), "{}", stdout(&list));
@@ -96,7 +102,10 @@ fn apply_list_status_update_and_delete() {
     assert!(first.contains("pipeline tfsimples: create"), "{first}");
     assert!(first.contains("model tfsimple1: create"), "{first}");
     assert!(
-        first.contains("+ topic seldon.default.pipeline.tfsimples.inputs (2 partitions)"),
+        first.contains(&format!(
+            "+ topic {} (2 partitions)",
+            env.topic("default.pipeline.tfsimples.inputs")
+        )),
         "{first}"
     );
 
@@ -149,7 +158,7 @@ fn apply_list_status_update_and_delete() {
     env.start_model_server(&["samples/chain.yaml"]);
     env.start_worker("worker");
     env.collect(
-        "seldon.default.pipeline.tfsimples.outputs",
+        &env.topic("default.pipeline.tfsimples.outputs"),
         &ks,
         Duration::from_secs(90),
     );
@@ -221,7 +230,7 @@ fn models_run_on_the_server_they_are_placed_on() {
         env.send(&producer, "tfsimples", k, &req);
     }
     let got = env.collect(
-        "seldon.default.pipeline.tfsimples.outputs",
+        &env.topic("default.pipeline.tfsimples.outputs"),
         &ks,
         Duration::from_secs(90),
     );

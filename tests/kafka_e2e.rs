@@ -32,7 +32,7 @@ fn worked_examples_on_a_real_broker() {
         }
     }
     for (pipeline, _, expected) in &cases {
-        let topic = format!("seldon.default.pipeline.{pipeline}.outputs");
+        let topic = env.topic(&format!("default.pipeline.{pipeline}.outputs"));
         let got = env.collect(&topic, &keys(pipeline, 4), WAIT);
         for (key, record) in &got {
             check_answer(pipeline, key, &record.tensors(), expected);
@@ -61,7 +61,7 @@ fn detectors_with_drift_batched_by_20() {
     for k in &ks {
         env.send(&producer, "iris-detectors", k, &req);
     }
-    let got = env.collect("seldon.default.pipeline.iris-detectors.outputs", &ks, WAIT);
+    let got = env.collect(&env.topic("default.pipeline.iris-detectors.outputs"), &ks, WAIT);
     for (k, r) in &got {
         assert_eq!(
             r.tensors(),
@@ -69,7 +69,7 @@ fn detectors_with_drift_batched_by_20() {
             "{k}"
         );
     }
-    let drift = env.collect_n("seldon.default.model.iris-drift.outputs", 1, WAIT);
+    let drift = env.collect_n(&env.topic("default.model.iris-drift.outputs"), 1, WAIT);
     let tensors = drift[0].1.tensors();
     // 20 identical rows are nothing like the iris data: the KS test reports drift.
     assert!(

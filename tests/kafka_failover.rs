@@ -13,7 +13,7 @@ use rdkafka::message::Message;
 use support::{fp32, keys, request, Env};
 
 const WAIT: Duration = Duration::from_secs(120);
-const CHANGELOG: &str = "seldon.default.pipeline.halves._input.join-changelog";
+const CHANGELOG: &str = "default.pipeline.halves._input.join-changelog";
 
 fn start() -> Env {
     let mut env = Env::start();
@@ -37,7 +37,7 @@ fn send_right(env: &Env, p: &rdkafka::producer::BaseProducer, keys: &[String]) {
 /// Waits until the join's changelog holds a record for every key (its half is stored).
 fn wait_for_changelog(env: &Env, keys: &[String]) {
     let deadline = Instant::now() + WAIT;
-    let consumer = env.reader(CHANGELOG, deadline);
+    let consumer = env.reader(&env.topic(CHANGELOG), deadline);
     let mut seen = std::collections::BTreeSet::new();
     while keys.iter().any(|k| !seen.contains(k)) {
         assert!(
@@ -54,7 +54,7 @@ fn wait_for_changelog(env: &Env, keys: &[String]) {
 }
 
 fn check_answers(env: &Env, keys: &[String]) {
-    let got = env.collect("seldon.default.pipeline.halves.outputs", keys, WAIT);
+    let got = env.collect(&env.topic("default.pipeline.halves.outputs"), keys, WAIT);
     for k in keys {
         assert_eq!(
             got[k].tensors(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use support::{fp32, int32, keys, request, Env, Proc};
 
 const WAIT: Duration = Duration::from_secs(120);
-const OUTPUTS: &str = "seldon.default.pipeline.tfsimples.outputs";
+const OUTPUTS: &str = "default.pipeline.tfsimples.outputs";
 
 fn sum_diff() -> flowc_runtime::proto::inference::ModelInferRequest {
     request(vec![
@@ -45,7 +45,7 @@ fn a_model_server_down_for_10s_loses_nothing_and_model_errors_answer() {
     for k in &before {
         env.send(&producer, "tfsimples", k, &sum_diff());
     }
-    env.collect(OUTPUTS, &before, WAIT);
+    env.collect(&env.topic(OUTPUTS), &before, WAIT);
 
     // Down: requests keep coming; back after 10 s on the same address.
     server.kill();
@@ -55,7 +55,7 @@ fn a_model_server_down_for_10s_loses_nothing_and_model_errors_answer() {
     }
     std::thread::sleep(Duration::from_secs(10));
     let _server = model_server(&env, "model-server-2", port);
-    let got = env.collect(OUTPUTS, &during, WAIT);
+    let got = env.collect(&env.topic(OUTPUTS), &during, WAIT);
     for k in &during {
         assert_eq!(
             got[k].header("seldon-pipeline-errors"),
@@ -72,7 +72,7 @@ fn a_model_server_down_for_10s_loses_nothing_and_model_errors_answer() {
         fp32("INPUT1", vec![1], vec![1.0]),
     ]);
     env.send(&producer, "tfsimples", "bad", &bad);
-    let got = env.collect(OUTPUTS, &["bad".to_string()], WAIT);
+    let got = env.collect(&env.topic(OUTPUTS), &["bad".to_string()], WAIT);
     assert_eq!(got["bad"].header("seldon-pipeline-errors"), Some("tfsimple1"));
     let text = String::from_utf8_lossy(&got["bad"].value).into_owned();
     assert!(text.contains("INPUT0: expected INT32, got FP32"), "{text}");
@@ -101,7 +101,7 @@ fn a_model_that_never_answers_becomes_an_error_record() {
     for k in &ks {
         env.send(&producer, "tfsimples", k, &sum_diff());
     }
-    let got = env.collect(OUTPUTS, &ks, WAIT);
+    let got = env.collect(&env.topic(OUTPUTS), &ks, WAIT);
     for k in &ks {
         assert_eq!(got[k].header("seldon-pipeline-errors"), Some("tfsimple1"), "{k}");
         let text = String::from_utf8_lossy(&got[k].value).into_owned();

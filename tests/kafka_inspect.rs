@@ -57,7 +57,7 @@ fn lineage_of_one_request_and_its_errors() {
     ]);
     env.send(&producer, "join", "bad-1", &bad);
     let keys: Vec<String> = ["req-a", "req-b", "1.join.req-c", "bad-1"].map(String::from).to_vec();
-    env.collect("seldon.default.pipeline.join.outputs", &keys, WAIT);
+    env.collect(&env.topic("default.pipeline.join.outputs"), &keys, WAIT);
 
     // The worker's metrics count exactly that traffic: 4 requests, one the model rejects.
     let (status, _, text) = support::http_get(&format!("http://{metrics_addr}/metrics"), &[]).expect("scrape");
@@ -120,7 +120,7 @@ fn lineage_of_one_request_and_its_errors() {
         "{out}"
     );
     let golden = root().join("tests/golden/inspect/join-lineage.json");
-    let got = serde_json::to_string_pretty(&stable(lineage)).expect("json") + "\n";
+    let got = env.unprefixed(&serde_json::to_string_pretty(&stable(lineage)).expect("json")) + "\n";
     if std::env::var_os("FLOWC_BLESS").is_some() {
         std::fs::create_dir_all(golden.parent().expect("dir")).expect("mkdir");
         std::fs::write(&golden, &got).expect("bless");
@@ -152,7 +152,10 @@ fn lineage_of_one_request_and_its_errors() {
     // A failing model: the error record is part of the lineage.
     let (ok, out, err) = run(&env, &["inspect", "join", "-r", "bad-1"]);
     assert!(ok, "{err}");
-    assert!(out.contains("== errors (seldon.default.errors.errors)"), "{out}");
+    assert!(
+        out.contains(&format!("== errors ({})", env.topic("default.errors.errors"))),
+        "{out}"
+    );
     assert!(
         out.contains("error: tfsimple1 : INPUT0: expected INT32, got FP32"),
         "{out}"

@@ -184,7 +184,7 @@ fn iris_pipeline_calls_a_real_mlserver() {
     for (key, (request, _)) in keys.iter().zip(&requests) {
         env.send(&producer, PIPELINE, key, request);
     }
-    let got = env.collect(&format!("seldon.default.pipeline.{PIPELINE}.outputs"), &keys, WAIT);
+    let got = env.collect(&env.topic(&format!("default.pipeline.{PIPELINE}.outputs")), &keys, WAIT);
     eprintln!(
         "pipeline answered {} requests {:.1?} after the start",
         got.len(),

@@ -1,7 +1,9 @@
 //! `flowc up`: one command from the files to a pipeline answering over HTTP, with its own local
-//! broker (tansu), reference model server, worker and gateway; SIGTERM stops it all cleanly.
+//! broker (`--broker kafka` or `tansu`, as `FLOWC_TEST_BROKER` says), reference model server,
+//! worker and gateway; SIGTERM stops it all cleanly.
 //!
-//! Needs the broker binary: `scripts/install-broker.sh` (run by `scripts/test.sh`).
+//! Needs the broker: `scripts/install-kafka.sh` / `scripts/install-broker.sh` (run by
+//! `scripts/test.sh`).
 
 mod support;
 
@@ -20,12 +22,15 @@ fn up_runs_a_sample_end_to_end_and_stops_on_sigterm() {
         format!("127.0.0.1:{models}"),
     );
     let sample = support::root().join("samples/join.yaml").display().to_string();
+    let kind = support::broker_kind().to_string();
     let mut up = Proc::spawn(
         "up",
         dir.path(),
         &[
             "up",
             &sample,
+            "--broker",
+            &kind,
             "--broker-port",
             &broker_port,
             "--http-listen",
@@ -38,15 +43,15 @@ fn up_runs_a_sample_end_to_end_and_stops_on_sigterm() {
     );
     up.wait_for_log("flowc up: ready", 1, Duration::from_secs(120));
     let log = up.log();
-    for part in [
-        "flowc up: broker (tansu) on 127.0.0.1:",
-        "flowc up: reference model server on http://",
-        "flowc up: worker running",
-        "flowc up: pipeline gateway on http://",
-        "curl -s http://",
-        "flowc inspect join -b 127.0.0.1:",
+    for part in &[
+        format!("flowc up: broker ({kind}) on 127.0.0.1:"),
+        "flowc up: reference model server on http://".to_string(),
+        "flowc up: worker running".to_string(),
+        "flowc up: pipeline gateway on http://".to_string(),
+        "curl -s http://".to_string(),
+        "flowc inspect join -b 127.0.0.1:".to_string(),
     ] {
-        assert!(log.contains(part), "no `{part}` in:\n{log}");
+        assert!(log.contains(part.as_str()), "no `{part}` in:\n{log}");
     }
     let request = std::fs::read_to_string(support::root().join("samples/requests/join.json")).expect("request");
     let (status, _, body) =
@@ -82,5 +87,50 @@ fn a_part_that_cannot_start_is_named() {
     assert!(
         err.contains(&format!("the local broker (tansu) did not start on 127.0.0.1:{port}")),
         "{err}"
+    );
+}
+
+#[test]
+fn dev_broker_runs_a_broker_until_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let kind = support::broker_kind().to_string();
+    let port_arg = port.to_string();
+    let mut broker = Proc::spawn(
+        "dev-broker",
+        dir.path(),
+        &["dev-broker", "--kind", &kind, "--port", &port_arg],
+    );
+    // It prints its bootstrap address alone on a line of stdout (the log here holds stdout and
+    // stderr) once the broker answers a metadata request.
+    let bootstrap = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !broker.log().lines().any(|l| l == bootstrap) {
+        assert!(broker.try_wait().is_none(), "dev-broker exited:\n{}", broker.log());
+        assert!(
+            Instant::now() < deadline,
+            "dev-broker never said it was ready:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = broker.log();
+    assert!(
+        log.contains(&format!("flowc dev-broker: {kind} on 127.0.0.1:{port}")),
+        "{log}"
+    );
+    // A real broker: flowc lists its (empty) deployments there.
+    let list = std::process::Command::new(support::flowc())
+        .args(["list", "-b", &bootstrap])
+        .output()
+        .expect("run flowc list");
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+
+    let status = broker.terminate().expect("an exit status");
+    assert!(status.success(), "{status:?}\n{}", broker.log());
+    assert!(broker.log().contains("flowc dev-broker: stopped"), "{}", broker.log());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the broker outlived dev-broker"
     );
 }

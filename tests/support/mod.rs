@@ -1,6 +1,8 @@
-//! Shared harness of the end-to-end tests: a real Kafka-protocol broker (tansu, started by
-//! [`DevBroker`]), `flowc` processes (workers, the reference model server) started as a user
-//! would, and a producer/collector that speaks to the broker with rdkafka.
+//! Shared harness of the end-to-end tests: a real Kafka-protocol broker (Apache Kafka by
+//! default, tansu with `FLOWC_TEST_BROKER=tansu`; one per test binary, shared by its tests,
+//! each of which names its topics and groups with a prefix of its own), `flowc` processes
+//! (workers, the reference model server) started as a user would, and a producer/collector
+//! that speaks to the broker with rdkafka.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -9,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use flowc_runtime::devbroker::DevBroker;
+use flowc_runtime::devbroker::{BrokerKind, DevBroker};
 use flowc_runtime::proto::inference::{ModelInferRequest, ModelInferResponse};
 use flowc_runtime::tensor::{Encoding, InferMessage, Tensor, TensorData};
 use prost::Message as _;
@@ -132,34 +134,133 @@ impl Drop for Proc {
     }
 }
 
-/// A broker, a scratch directory and the flowc processes of one test.
+/// The broker kind the tests run on: `FLOWC_TEST_BROKER` (`kafka`, the default, or `tansu`).
+pub fn broker_kind() -> BrokerKind {
+    BrokerKind::from_env("FLOWC_TEST_BROKER", BrokerKind::Kafka).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// This test binary's broker, started by the first test that needs it.
+pub fn shared_broker() -> &'static DevBroker {
+    let kind = broker_kind();
+    DevBroker::shared(kind).unwrap_or_else(|e| panic!("cannot start the test broker ({kind}): {e}"))
+}
+
+/// A topic prefix of this test's own (from the test's name), so tests that share a broker
+/// never see each other's topics, consumer groups or deployment logs.
+pub fn test_prefix() -> String {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = std::thread::current().name().unwrap_or("test").to_string();
+    let name = name.rsplit("::").next().unwrap_or("test");
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    format!("t{n}-{clean}")
+}
+
+/// The broker of a test: this binary's shared one, or one of its own (a cluster, say).
+pub enum TestBroker {
+    Shared(&'static DevBroker),
+    Own(DevBroker),
+}
+
+impl std::ops::Deref for TestBroker {
+    type Target = DevBroker;
+    fn deref(&self) -> &DevBroker {
+        match self {
+            TestBroker::Shared(b) => b,
+            TestBroker::Own(b) => b,
+        }
+    }
+}
+
+/// A broker, a topic prefix, a scratch directory and the flowc processes of one test.
 pub struct Env {
-    pub broker: DevBroker,
+    pub broker: TestBroker,
+    /// `--prefix` of every flowc command of this test (topics are `<prefix>.<ns>.…`).
+    pub prefix: String,
     pub dir: tempfile::TempDir,
     pub procs: Vec<Proc>,
     pub model_url: Option<String>,
+    /// Extra client settings passed to every flowc command and client (`-X k=v`), and the
+    /// bootstrap servers to use instead of the broker's (a SASL listener, say).
+    pub client_properties: Vec<(String, String)>,
+    pub bootstrap_override: Option<String>,
 }
 
 impl Env {
+    /// A test on this binary's shared broker.
     pub fn start() -> Env {
-        let broker = DevBroker::start().unwrap_or_else(|e| panic!("cannot start the test broker: {e}"));
+        Self::on(TestBroker::Shared(shared_broker()))
+    }
+
+    /// A test on a broker of its own.
+    pub fn on(broker: TestBroker) -> Env {
         Env {
             broker,
+            prefix: test_prefix(),
             dir: tempfile::tempdir().expect("tempdir"),
             procs: Vec::new(),
             model_url: None,
+            client_properties: Vec::new(),
+            bootstrap_override: None,
         }
     }
 
     pub fn bootstrap(&self) -> String {
-        self.broker.bootstrap()
+        self.bootstrap_override
+            .clone()
+            .unwrap_or_else(|| self.broker.bootstrap())
     }
 
-    /// Runs `flowc <args> -b <broker>` to completion.
+    /// `<prefix>.<rest>`: a topic of this test (`env.topic("default.pipeline.join.outputs")`).
+    pub fn topic(&self, rest: &str) -> String {
+        format!("{}.{rest}", self.prefix)
+    }
+
+    /// Text with this test's prefix written as `seldon`, the default prefix (for golden files).
+    pub fn unprefixed(&self, text: &str) -> String {
+        text.replace(&format!("{}.", self.prefix), "seldon.")
+    }
+
+    /// `-b <broker> --prefix <prefix>` and the extra client settings, for a flowc command.
+    pub fn broker_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "-b".to_string(),
+            self.bootstrap(),
+            "--prefix".to_string(),
+            self.prefix.clone(),
+        ];
+        for (k, v) in &self.client_properties {
+            args.push("-X".into());
+            args.push(format!("{k}={v}"));
+        }
+        args
+    }
+
+    /// A client configuration for this test's broker, with the extra client settings.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.bootstrap());
+        for (k, v) in &self.client_properties {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// Runs `flowc <args> -b <broker> --prefix <prefix>` to completion.
     pub fn flowc(&self, args: &[&str]) -> Output {
-        let bootstrap = self.bootstrap();
+        let extra = self.broker_args();
         let mut all: Vec<&str> = args.to_vec();
-        all.extend(["-b", &bootstrap]);
+        all.extend(extra.iter().map(String::as_str));
         Command::new(flowc())
             .args(&all)
             .current_dir(root())
@@ -205,9 +306,10 @@ impl Env {
     }
 
     pub fn start_worker_with_state(&mut self, name: &str, state: &Path) -> usize {
-        let bootstrap = self.bootstrap();
+        let extra = self.broker_args();
         let state = state.display().to_string();
-        let mut args = vec!["worker", "-b", &bootstrap, "--state-dir", &state];
+        let mut args = vec!["worker", "--state-dir", &state];
+        args.extend(extra.iter().map(String::as_str));
         let url = self.model_url.clone();
         if let Some(url) = &url {
             args.extend(["--model-server", url]);
@@ -219,9 +321,10 @@ impl Env {
     /// A `flowc worker` with its own state directory and `extra` arguments after the usual ones
     /// (e.g. `--model-endpoint iris=http://127.0.0.1:PORT`); returns its index in `procs`.
     pub fn start_worker_with_args(&mut self, name: &str, extra: &[&str]) -> usize {
-        let bootstrap = self.bootstrap();
+        let broker_args = self.broker_args();
         let state = self.dir.path().join(format!("{name}-state")).display().to_string();
-        let mut args = vec!["worker", "-b", &bootstrap, "--state-dir", &state];
+        let mut args = vec!["worker", "--state-dir", &state];
+        args.extend(broker_args.iter().map(String::as_str));
         let url = self.model_url.clone();
         if let Some(url) = &url {
             args.extend(["--model-server", url]);
@@ -240,16 +343,12 @@ impl Env {
     }
 
     pub fn producer(&self) -> BaseProducer {
-        ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .set("acks", "all")
-            .create()
-            .expect("producer")
+        self.client_config().set("acks", "all").create().expect("producer")
     }
 
     /// Writes a request to `<prefix>.default.pipeline.<p>.inputs` as an async client does.
     pub fn send(&self, producer: &BaseProducer, pipeline: &str, key: &str, request: &ModelInferRequest) {
-        let topic = format!("seldon.default.pipeline.{pipeline}.inputs");
+        let topic = self.topic(&format!("default.pipeline.{pipeline}.inputs"));
         let value = request.encode_to_vec();
         let headers = OwnedHeaders::new().insert(Header {
             key: "pipeline",
@@ -265,8 +364,8 @@ impl Env {
     /// A consumer of every partition of `topic` from the beginning (no group join), once the
     /// topic exists; panics with every process's log if it does not appear by `deadline`.
     pub fn reader(&self, topic: &str, deadline: Instant) -> BaseConsumer {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
+        let consumer: BaseConsumer = self
+            .client_config()
             .set("group.id", "flowc-test-reader")
             .set("enable.auto.commit", "false")
             .create()
@@ -424,20 +523,14 @@ impl Env {
     /// A `flowc gateway` on free ports with `extra` arguments; returns once it says it is ready
     /// (its outputs consumer holds its partitions).
     pub fn start_gateway(&mut self, name: &str, extra: &[&str]) -> GatewayAddr {
-        let bootstrap = self.bootstrap();
+        let broker_args = self.broker_args();
         let (http, grpc) = (
             format!("127.0.0.1:{}", free_port()),
             format!("127.0.0.1:{}", free_port()),
         );
-        let mut args = vec![
-            "gateway",
-            "-b",
-            &bootstrap,
-            "--http-listen",
-            &http,
-            "--grpc-listen",
-            &grpc,
-        ];
+        let mut args: Vec<&str> = broker_args.iter().map(String::as_str).collect();
+        args.splice(0..0, ["gateway"]);
+        args.extend(["--http-listen", &http, "--grpc-listen", &grpc]);
         let url = self.model_url.clone();
         if let Some(url) = &url {
             args.extend(["--model-server", url]);
