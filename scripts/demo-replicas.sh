@@ -3,15 +3,20 @@
 # partition, a second joins and they share them, the first leaves and the second takes them
 # all; `flowc status --partitions` shows each step, and a request is answered at the end.
 #
-#   ./scripts/demo-replicas.sh
+#   ./scripts/demo-replicas.sh          # on Apache Kafka (FLOWC_DEMO_BROKER=tansu: on tansu)
 #
 # Plain processes on 127.0.0.1, stopped on exit; logs in target/demo-replicas/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FLOWC_TARGET_DIR:-$HOME/.cache/flowc/target}}"
+kind="${FLOWC_DEMO_BROKER:-kafka}"
 ./scripts/setup-build-deps.sh
-tansu="$(./scripts/install-broker.sh | tail -n 1)"
+case "$kind" in
+    kafka) export FLOWC_KAFKA_HOME; FLOWC_KAFKA_HOME="$(./scripts/install-kafka.sh | tail -n 1)" ;;
+    tansu) export FLOWC_TANSU; FLOWC_TANSU="$(./scripts/install-broker.sh | tail -n 1)" ;;
+    *) echo "FLOWC_DEMO_BROKER must be kafka or tansu (got $kind)" >&2; exit 2 ;;
+esac
 cargo build --release --locked --bin flowc
 flowc="$CARGO_TARGET_DIR/release/flowc"
 out=target/demo-replicas
@@ -25,10 +30,15 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-"$tansu" broker --listener-url "tcp://$b" --advertised-listener-url "tcp://$b" \
-    --storage-engine memory://tansu/ >"$out/broker.log" 2>&1 &
+echo "==> flowc dev-broker --kind $kind on $b"
+"$flowc" dev-broker --kind "$kind" --port "$broker_port" >"$out/broker.out" 2>"$out/broker.log" &
 pids+=($!)
-for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$broker_port") 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 600); do
+    [ -s "$out/broker.out" ] && break
+    kill -0 "${pids[-1]}" 2>/dev/null || { cat "$out/broker.log" >&2; exit 1; }
+    sleep 0.1
+done
+[ -s "$out/broker.out" ] || { echo "the broker did not start:" >&2; cat "$out/broker.log" >&2; exit 1; }
 "$flowc" model-server samples/join.yaml --listen "127.0.0.1:$model_port" >"$out/model-server.log" 2>&1 &
 pids+=($!)
 echo "==> flowc apply samples/join.yaml --partitions 4"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone: build flowc, compile a sample pipeline, draw its DAG, then
-# run it end to end on a local Kafka-protocol broker (tansu) with the reference model server,
+# run it end to end on a local broker (Apache Kafka, KRaft; FLOWC_DEMO_BROKER=tansu for the
+# light one without a JVM), started by `flowc dev-broker`, with the reference model server,
 # one worker and the pipeline gateway: the request goes in once asynchronously (through the
 # topics, with `flowc send`/`flowc read`) and once synchronously (HTTP POST to the gateway, as a
 # Seldon client calls it), and both answers are printed.
@@ -18,8 +19,13 @@ sample="samples/$name.yaml"
 request="samples/requests/$name.json"
 [ -f "$sample" ] && [ -f "$request" ] || { echo "no sample $sample with a request $request" >&2; exit 2; }
 
+kind="${FLOWC_DEMO_BROKER:-kafka}"
 ./scripts/setup-build-deps.sh
-tansu="$(./scripts/install-broker.sh | tail -n 1)"
+case "$kind" in
+    kafka) export FLOWC_KAFKA_HOME; FLOWC_KAFKA_HOME="$(./scripts/install-kafka.sh | tail -n 1)" ;;
+    tansu) export FLOWC_TANSU; FLOWC_TANSU="$(./scripts/install-broker.sh | tail -n 1)" ;;
+    *) echo "FLOWC_DEMO_BROKER must be kafka or tansu (got $kind)" >&2; exit 2 ;;
+esac
 cargo build --release --locked --bin flowc
 flowc="$CARGO_TARGET_DIR/release/flowc"
 
@@ -36,11 +42,16 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-echo "==> broker (tansu) on $bootstrap"
-"$tansu" broker --listener-url "tcp://$bootstrap" --advertised-listener-url "tcp://$bootstrap" \
-    --storage-engine memory://tansu/ >target/demo/broker.log 2>&1 &
+echo "==> flowc dev-broker --kind $kind --port $broker_port (log: target/demo/broker.log)"
+"$flowc" dev-broker --kind "$kind" --port "$broker_port" >target/demo/broker.out 2>target/demo/broker.log &
 pids+=($!)
-for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$broker_port") 2>/dev/null && break; sleep 0.1; done
+# It prints its bootstrap address once it answers a metadata request.
+for _ in $(seq 1 600); do
+    [ -s target/demo/broker.out ] && break
+    kill -0 "${pids[-1]}" 2>/dev/null || { cat target/demo/broker.log >&2; exit 1; }
+    sleep 0.1
+done
+[ -s target/demo/broker.out ] || { echo "the broker did not start:" >&2; cat target/demo/broker.log >&2; exit 1; }
 
 echo "==> flowc model-server on 127.0.0.1:$model_port"
 "$flowc" model-server "$sample" --listen "127.0.0.1:$model_port" >target/demo/model-server.log 2>&1 &
