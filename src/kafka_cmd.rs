@@ -61,6 +61,10 @@ pub struct ApplyArgs {
     /// `<url>/v2/models/<m>/infer` or `<url>/v2/pipelines/<p>/infer`.
     #[arg(long, env = "FLOWC_GATEWAY_URL", default_value = "http://127.0.0.1:9010")]
     pub gateway_url: String,
+    /// How long the previous version of an updated pipeline keeps serving the requests it
+    /// accepted, in milliseconds (its changed steps run beside the new ones until then).
+    #[arg(long, default_value_t = deploy::DEFAULT_DRAIN.as_millis() as u64)]
+    pub drain_timeout_ms: u64,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -82,6 +86,7 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
             replication: args.replication_factor,
             dry_run: args.dry_run,
             gateway_url: args.gateway_url.clone(),
+            drain: Duration::from_millis(args.drain_timeout_ms),
         },
     )?;
     for line in &report.lines {
@@ -149,15 +154,24 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     }
     for p in &all {
         println!(
-            "pipeline {} ({}): {}",
+            "pipeline {} ({}) version {}: {}",
             p.name,
             p.fingerprint,
+            p.version,
             if p.running() { "running" } else { "not running" }
         );
+        for (version, until) in &p.draining {
+            let left = (until - flowc_runtime::kafka::now_ms()).max(0) as f64 / 1000.0;
+            println!("  version {version}: draining, stops in {left:.0} s");
+        }
         for g in &p.groups {
             let members = g.members.map_or("?".to_string(), |n| n.to_string());
+            let which = g
+                .draining
+                .map(|v| format!("  (version {v}, draining)"))
+                .unwrap_or_default();
             println!(
-                "  {:<28} members {:>2}  lag {:>6}  group {}",
+                "  {:<28} members {:>2}  lag {:>6}  group {}{which}",
                 g.sub_topology, members, g.lag, g.group
             );
             if args.partitions {

@@ -150,6 +150,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             replication: 1,
             dry_run: false,
             gateway_url: format!("http://{}", args.http_listen),
+            drain: deploy::DEFAULT_DRAIN,
         },
     )
     .context("applying the files")?;

@@ -1,9 +1,10 @@
-//! End to end on a real Kafka-protocol broker (tansu, started here on 127.0.0.1): `flowc apply`
+//! End to end on a real broker (Apache Kafka, or tansu with FLOWC_TEST_BROKER=tansu, started on 127.0.0.1): `flowc apply`
 //! deploys the samples, `flowc model-server` serves their reference models over gRPC and
 //! `flowc worker` processes run the plans. Requests go in through the pipelines' input topics
 //! as an async Seldon client writes them; answers are read back from the output topics.
 //!
-//! Needs the broker binary: `scripts/install-broker.sh` (run by `scripts/test.sh`).
+//! Needs the broker: `scripts/install-kafka.sh` / `scripts/install-broker.sh` (run by
+//! `scripts/test.sh`).
 
 mod support;
 

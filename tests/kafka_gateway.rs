@@ -1,8 +1,9 @@
-//! The pipeline gateway (PIPELINES.md §7) end to end on a real Kafka-protocol broker (tansu)
+//! The pipeline gateway (PIPELINES.md §7) end to end on a real broker (Apache Kafka, or tansu with FLOWC_TEST_BROKER=tansu)
 //! with the reference model server: `flowc gateway` processes answer synchronous HTTP and gRPC
 //! calls through the topics that `flowc worker` processes run.
 //!
-//! Needs the broker binary: `scripts/install-broker.sh` (run by `scripts/test.sh`).
+//! Needs the broker: `scripts/install-kafka.sh` / `scripts/install-broker.sh` (run by
+//! `scripts/test.sh`).
 
 mod support;
 

@@ -1,10 +1,11 @@
-//! `flowc inspect` (PIPELINES.md §8) on a real broker (tansu): the lineage of one request
+//! `flowc inspect` (PIPELINES.md §8) on a real broker (Apache Kafka, or tansu): the lineage of one request
 //! through the join example, step by step, errors included; last records per topic; narrowing
 //! to a step's tensor; clear errors for unknown names. The JSON lineage is a golden file
 //! (`tests/golden/inspect/join-lineage.json`, volatile fields removed; re-bless with
 //! `FLOWC_BLESS=1 cargo test --test kafka_inspect`).
 //!
-//! Needs the broker binary: `scripts/install-broker.sh` (run by `scripts/test.sh`).
+//! Needs the broker: `scripts/install-kafka.sh` / `scripts/install-broker.sh` (run by
+//! `scripts/test.sh`).
 
 mod support;
 

@@ -1,14 +1,14 @@
 //! End to end against a model server flowc did not write: a real MLServer (Seldon's Python
 //! Open Inference Protocol server) serving a scikit-learn iris classifier
 //! (`mlserver_sklearn.SKLearnModel`), called over gRPC by a `flowc worker` that runs
-//! `tests/mlserver/iris.yaml` on a real Kafka-protocol broker (tansu).
+//! `tests/mlserver/iris.yaml` on a real broker (Apache Kafka, or tansu).
 //!
 //! The test trains the model (`tests/mlserver/train_iris.py`, on the iris data that
 //! scikit-learn ships), starts `mlserver start` on free 127.0.0.1 ports, sends requests through
 //! the pipeline's input topic and checks that every pipeline answer carries exactly the tensors
 //! MLServer gives for the same request called directly, and that those are the right species.
 //!
-//! Needs the broker (`scripts/install-broker.sh`) and MLServer's venv: `FLOWC_MLSERVER_BIN` is
+//! Needs the broker (`scripts/install-kafka.sh`) and MLServer's venv: `FLOWC_MLSERVER_BIN` is
 //! its bin dir, printed by `scripts/setup-python.sh` (both run by `scripts/test.sh`).
 
 mod support;

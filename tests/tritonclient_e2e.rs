@@ -4,7 +4,7 @@
 //! (`tests/tritonclient/call_gateway.py`). Over HTTP both with the client's defaults (tensors as
 //! binary data: Triton's binary tensor data extension) and with tensors as JSON.
 //!
-//! Needs the broker (`scripts/install-broker.sh`) and the Python venv: `FLOWC_MLSERVER_BIN` is
+//! Needs the broker (`scripts/install-kafka.sh`) and the Python venv: `FLOWC_MLSERVER_BIN` is
 //! its bin dir, printed by `scripts/setup-python.sh` (both run by `scripts/test.sh`).
 
 mod support;

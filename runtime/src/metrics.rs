@@ -32,6 +32,9 @@ pub struct Metrics {
     pub records_in: IntCounterVec,
     pub records_out: IntCounterVec,
     pub error_records: IntCounterVec,
+    /// Records a step read and left alone, by reason (`pipeline deleted`: a record of a
+    /// pipeline no longer deployed, left in a model's shared inputs topic).
+    pub records_skipped: IntCounterVec,
     pub processing_seconds: HistogramVec,
     pub store_entries: IntGaugeVec,
     pub consumer_lag: IntGaugeVec,
@@ -39,7 +42,7 @@ pub struct Metrics {
     pub model_call_failures: IntCounterVec,
     pub gateway_request_seconds: HistogramVec,
     /// The gateway's requests by how they ended (`answered`, `error_record`, `timeout`,
-    /// `abandoned`: the caller went away) and all taken (`flowc_gateway_requests_total`).
+    /// `abandoned`: the caller went away, `deleted`: the pipeline was deleted meanwhile) and all taken (`flowc_gateway_requests_total`).
     pub gateway_requests: IntCounter,
     pub gateway_outcomes: IntCounterVec,
     pub gateway_in_flight: IntGauge,
@@ -68,7 +71,7 @@ impl Metrics {
     fn new() -> Metrics {
         let m = Metrics::register();
         // Every outcome is exposed from the start, at 0.
-        for how in ["answered", "error_record", "timeout", "abandoned"] {
+        for how in ["answered", "error_record", "timeout", "abandoned", "deleted"] {
             m.gateway_outcomes.with_label_values(&[how]);
         }
         m
@@ -90,6 +93,12 @@ impl Metrics {
                 "flowc_error_records_total",
                 "Error records written by a step.",
                 step,
+            ),
+            records_skipped: counter(
+                &r,
+                "flowc_records_skipped_total",
+                "Records a step read and left alone, by reason.",
+                &["pipeline", "step", "reason"],
             ),
             processing_seconds: histogram(
                 &r,

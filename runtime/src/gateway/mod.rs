@@ -155,6 +155,12 @@ pub enum GatewayError {
     Timeout { key: String, waited: Duration },
     #[error("{0}")]
     Unavailable(String),
+    #[error("{what} {name} was deleted while request {key} waited for its answer")]
+    Deleted {
+        what: &'static str,
+        name: String,
+        key: String,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -167,7 +173,7 @@ impl GatewayError {
             | GatewayError::AsyncOnly(_)
             | GatewayError::BadRequest(_)
             | GatewayError::Failed { .. } => 400,
-            GatewayError::NotFound { .. } => 404,
+            GatewayError::NotFound { .. } | GatewayError::Deleted { .. } => 404,
             GatewayError::Duplicate(_) => 409,
             GatewayError::TooLarge { .. } => 413,
             GatewayError::Timeout { .. } => 504,
@@ -182,7 +188,7 @@ impl GatewayError {
             GatewayError::NoTarget | GatewayError::BadRequest(_) => Code::InvalidArgument,
             GatewayError::AsyncOnly(_) => Code::FailedPrecondition,
             GatewayError::Failed { .. } => Code::Unknown,
-            GatewayError::NotFound { .. } => Code::NotFound,
+            GatewayError::NotFound { .. } | GatewayError::Deleted { .. } => Code::NotFound,
             GatewayError::Duplicate(_) => Code::AlreadyExists,
             // What tonic answers for a message over its decoding limit.
             GatewayError::TooLarge { .. } => Code::OutOfRange,
@@ -195,7 +201,9 @@ impl GatewayError {
     /// The request's key, when it got as far as having one.
     pub fn key(&self) -> Option<&str> {
         match self {
-            GatewayError::Failed { key, .. } | GatewayError::Timeout { key, .. } => Some(key),
+            GatewayError::Failed { key, .. }
+            | GatewayError::Timeout { key, .. }
+            | GatewayError::Deleted { key, .. } => Some(key),
             _ => None,
         }
     }
@@ -204,7 +212,13 @@ impl GatewayError {
 /// What arrived for a waiting request.
 enum Reply {
     Response(ModelInferResponse, Vec<(String, String)>),
-    Error { source_name: String, text: String },
+    Error {
+        source_name: String,
+        text: String,
+    },
+    /// The pipeline or model was deleted (or moved out of this namespace) while the request
+    /// waited: no answer will come.
+    Gone,
 }
 
 struct Waiter {
@@ -222,6 +236,8 @@ struct Route {
     synchronous: bool,
     /// Models whose readiness makes the route ready.
     models: Vec<String>,
+    /// The pipeline version a request enters under (`x-pipeline-version`; 0 for a model).
+    version: u64,
 }
 
 #[derive(Default)]
@@ -530,10 +546,16 @@ impl Gateway {
             .and_then(|k| k.partitions.get(&route.inputs).copied())
             .unwrap_or(partition + 1);
         let mut headers = OwnedHeaders::new();
+        let version = route.version.to_string();
         if let Target::Pipeline(p) = target {
             headers = headers.insert(Header {
                 key: h::PIPELINE,
                 value: Some(p.as_str()),
+            });
+            // The request is processed end to end by the version deployed now (§4.3).
+            headers = headers.insert(Header {
+                key: h::PIPELINE_VERSION,
+                value: Some(version.as_str()),
             });
         }
         headers = headers.insert(Header {
@@ -599,6 +621,17 @@ impl Gateway {
             Ok(Ok(Reply::Error { source_name, text })) => {
                 outcome("error_record");
                 Err(GatewayError::Failed { source_name, text, key })
+            }
+            Ok(Ok(Reply::Gone)) => {
+                outcome("deleted");
+                Err(GatewayError::Deleted {
+                    what: match target {
+                        Target::Pipeline(_) => "pipeline",
+                        Target::Model(_) => "model",
+                    },
+                    name: target.name().to_string(),
+                    key,
+                })
             }
             Ok(Err(_)) => Err(GatewayError::Internal("the gateway is shutting down".into())),
             Err(_) => {
@@ -702,6 +735,7 @@ impl Gateway {
                         outputs: names.pipeline(&p.plan.name, Side::Outputs),
                         synchronous: p.plan.synchronous,
                         models: p.plan.models.clone(),
+                        version: p.version,
                     };
                     if route.synchronous {
                         topics.insert(route.outputs.clone());
@@ -718,6 +752,7 @@ impl Gateway {
                             outputs: m.output_topic.clone(),
                             synchronous: true,
                             models: vec![m.name.clone()],
+                            version: 0,
                         },
                     );
                 }
@@ -742,6 +777,26 @@ impl Gateway {
             let ms: Vec<_> = crate::kafka::control::models(deployments).cloned().collect();
             let ss: Vec<_> = crate::kafka::control::servers(deployments).cloned().collect();
             models.update(placements(&ms, &ss));
+        }
+        // Requests waiting on a pipeline or model that is no longer deployed get no answer:
+        // tell them now rather than at their timeout.
+        let answered: BTreeSet<&String> = known
+            .pipelines
+            .values()
+            .chain(known.models.values())
+            .map(|r| &r.outputs)
+            .collect();
+        if let Ok(mut pending) = self.pending.lock() {
+            let gone: Vec<String> = pending
+                .iter()
+                .filter(|(_, w)| !answered.contains(&w.topics[0]))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in gone {
+                if let Some(w) = pending.remove(&key) {
+                    let _ = w.tx.send(Reply::Gone);
+                }
+            }
         }
         if let Ok(mut k) = self.known.write() {
             *k = known;

@@ -33,10 +33,107 @@ pub enum Deployment {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PipelineDeployment {
     pub prefix: String,
+    /// The plan as compiled (names as the compiler gives them; [`runnable`] renames what a
+    /// later version changed).
     pub plan: PipelinePlan,
     /// Partition count its topics were created with.
     pub partitions: i32,
     pub applied_at_ms: i64,
+    /// The pipeline version (`x-pipeline-version`, §4.3): 1 when first applied, one more at
+    /// every apply that changes the plan.
+    #[serde(default = "first_version")]
+    pub version: u64,
+    /// Per sub-topology, the version since which it has been as it is now (absent: 1). A
+    /// sub-topology changed by version n runs as its own consumer group, stores and changelogs
+    /// (`….v<n>`), beside the old one while that drains.
+    #[serde(default)]
+    pub since: BTreeMap<String, u64>,
+    /// Earlier versions still draining: they serve the records stamped with their version
+    /// until `until_ms`.
+    #[serde(default)]
+    pub draining: Vec<DrainingVersion>,
+}
+
+/// An earlier version of a pipeline that keeps serving what it accepted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrainingVersion {
+    pub version: u64,
+    pub plan: PipelinePlan,
+    #[serde(default)]
+    pub since: BTreeMap<String, u64>,
+    /// When it stops (epoch ms): records stamped with it that reach a step it changed after
+    /// this are answered with an error record, never by another version.
+    pub until_ms: i64,
+}
+
+fn first_version() -> u64 {
+    1
+}
+
+/// The version since which `sub` has been as it is now.
+pub fn since_of(since: &BTreeMap<String, u64>, sub: &str) -> u64 {
+    since.get(sub).copied().unwrap_or(1)
+}
+
+/// `plan` as it runs: every sub-topology that changed in a version n > 1 gets a consumer group,
+/// changelog topics and (through its group) a state directory of its own, named
+/// `<group>.v<n>` and `<…>.<sub>.v<n>.<kind>-changelog`, so that it can run beside the
+/// sub-topology it replaces while that one drains. Sub-topologies unchanged since version 1
+/// keep the compiled names.
+pub fn runnable(plan: &PipelinePlan, since: &BTreeMap<String, u64>) -> PipelinePlan {
+    let mut out = plan.clone();
+    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
+    for sub in &mut out.sub_topologies {
+        let n = since_of(since, &sub.name);
+        if n > 1 {
+            sub.consumer_group = format!("{}.v{n}", sub.consumer_group);
+        }
+    }
+    for store in &mut out.stores {
+        let n = since_of(since, &store.sub_topology);
+        if n > 1 {
+            let old = store.changelog_topic.clone();
+            let marker = format!(".{}.", store.sub_topology);
+            let new = match old.rfind(&marker) {
+                Some(at) => format!("{}v{n}.{}", &old[..at + marker.len()], &old[at + marker.len()..]),
+                None => format!("{old}.v{n}"),
+            };
+            store.changelog_topic = new.clone();
+            renamed.insert(old, new);
+        }
+    }
+    for topic in &mut out.topics {
+        if let Some(new) = renamed.get(&topic.name) {
+            topic.name = new.clone();
+        }
+    }
+    for group in &mut out.copartition_groups {
+        for t in group.iter_mut() {
+            if let Some(new) = renamed.get(t) {
+                *t = new.clone();
+            }
+        }
+    }
+    out
+}
+
+impl PipelineDeployment {
+    /// The plan of this version as it runs ([`runnable`]).
+    pub fn runnable(&self) -> PipelinePlan {
+        runnable(&self.plan, &self.since)
+    }
+
+    /// The versions that still run: this one and those draining at `now_ms`.
+    pub fn live_versions(&self, now_ms: i64) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .draining
+            .iter()
+            .filter(|d| d.until_ms > now_ms)
+            .map(|d| d.version)
+            .collect();
+        v.push(self.version);
+        v
+    }
 }
 
 impl Deployment {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use flowc_compiler::build::model_call_plan;
-use flowc_compiler::plan::{ModelPlan, PipelinePlan, Plan, ServerPlan};
+use flowc_compiler::plan::{ModelPlan, PipelinePlan, Plan, ServerPlan, SubTopology};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -207,15 +207,18 @@ impl Cluster {
             .map_err(|e| KafkaError::unreachable(&self.config, &format!("writing to {topic}"), e))
     }
 
-    /// Commits `offset` for partitions of `group` that have no committed offset yet, so a
-    /// consumer group created by this apply starts where the topic ends now: the pipeline
-    /// processes what is written after it was applied, even if its workers start later.
+    /// Makes a consumer group that does not exist yet start where its topics end now, so the
+    /// pipeline processes what is written after it was applied, even if its workers start
+    /// later: commits the current end offsets for it. A group exists when the broker describes
+    /// members in it or it has committed any offset; such a group is left alone (a commit
+    /// from outside an active group is refused by Apache Kafka with UNKNOWN_MEMBER_ID, and its
+    /// offsets are its members' business). Returns whether offsets were committed.
     fn start_group_at_end(
         &self,
         group: &str,
         topics: &[&str],
         existing: &BTreeMap<String, i32>,
-    ) -> Result<(), KafkaError> {
+    ) -> Result<bool, KafkaError> {
         let consumer: BaseConsumer = self.config.consumer(group).create()?;
         let mut wanted = TopicPartitionList::new();
         for topic in topics {
@@ -225,22 +228,49 @@ impl Cluster {
             }
         }
         if wanted.count() == 0 {
-            return Ok(());
+            return Ok(false);
+        }
+        let members = consumer
+            .fetch_group_list(Some(group), self.config.timeout)
+            .ok()
+            .and_then(|list| list.groups().first().map(|g| g.members().len()))
+            .unwrap_or(0);
+        if members > 0 {
+            return Ok(false);
         }
         let committed = coordinator_retry(&self.config, || {
             consumer.committed_offsets(wanted.clone(), self.config.timeout)
         })?;
+        if committed
+            .elements()
+            .iter()
+            .any(|e| matches!(e.offset(), Offset::Offset(_)))
+        {
+            return Ok(false);
+        }
         let mut commit = TopicPartitionList::new();
         for e in committed.elements() {
-            if matches!(e.offset(), Offset::Invalid) {
-                let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), self.config.timeout)?;
-                commit.add_partition_offset(e.topic(), e.partition(), Offset::Offset(high))?;
+            let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), self.config.timeout)?;
+            commit.add_partition_offset(e.topic(), e.partition(), Offset::Offset(high))?;
+        }
+        match coordinator_retry(&self.config, || consumer.commit(&commit, CommitMode::Sync)) {
+            Ok(()) => Ok(true),
+            // A worker joined between the look and the commit: the group exists now.
+            Err(KafkaError::Client(e))
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::UnknownMemberId
+                            | RDKafkaErrorCode::IllegalGeneration
+                            | RDKafkaErrorCode::RebalanceInProgress
+                    )
+                ) =>
+            {
+                tracing::debug!(group, error = %e, "group gained a member while apply looked; left alone");
+                Ok(false)
             }
+            Err(e) => Err(e),
         }
-        if commit.count() > 0 {
-            coordinator_retry(&self.config, || consumer.commit(&commit, CommitMode::Sync))?;
-        }
-        Ok(())
     }
 }
 
@@ -288,6 +318,58 @@ pub struct ApplyOptions {
     /// The pipeline gateway's base URL, from which explainers (and LLM models) get their
     /// `infer_uri` (§1.2).
     pub gateway_url: String,
+    /// How long the previous version of an updated pipeline keeps serving the requests it
+    /// accepted ([`DEFAULT_DRAIN`]).
+    pub drain: std::time::Duration,
+}
+
+/// How long an updated pipeline's previous version drains by default: twice the gateway's
+/// default request timeout, so every synchronous request it accepted is answered by it.
+pub const DEFAULT_DRAIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The version, per-sub-topology versions and draining versions of `new` deployed over `old`
+/// at `now_ms`: an unchanged plan keeps all of it; a changed one is one version more, its
+/// changed sub-topologies are new as of that version, and the old version drains.
+fn next_version(
+    old: Option<&PipelineDeployment>,
+    new: &PipelinePlan,
+    now_ms: i64,
+    drain: std::time::Duration,
+) -> (u64, BTreeMap<String, u64>, Vec<super::control::DrainingVersion>) {
+    let Some(old) = old else {
+        return (1, BTreeMap::new(), Vec::new());
+    };
+    if old.plan.fingerprint == new.fingerprint {
+        return (old.version, old.since.clone(), old.draining.clone());
+    }
+    let version = old.version + 1;
+    let old_specs: BTreeMap<&str, String> = old
+        .plan
+        .sub_topologies
+        .iter()
+        .map(|s| (s.name.as_str(), serde_json::to_string(s).unwrap_or_default()))
+        .collect();
+    let mut since = BTreeMap::new();
+    for sub in &new.sub_topologies {
+        let same = old_specs.get(sub.name.as_str()) == Some(&serde_json::to_string(sub).unwrap_or_default());
+        let n = if same {
+            super::control::since_of(&old.since, &sub.name)
+        } else {
+            version
+        };
+        if n > 1 {
+            since.insert(sub.name.clone(), n);
+        }
+    }
+    let mut draining: Vec<super::control::DrainingVersion> =
+        old.draining.iter().filter(|d| d.until_ms > now_ms).cloned().collect();
+    draining.push(super::control::DrainingVersion {
+        version: old.version,
+        plan: old.plan.clone(),
+        since: old.since.clone(),
+        until_ms: now_ms + drain.as_millis() as i64,
+    });
+    (version, since, draining)
 }
 
 /// What `apply` did or would do, one line each.
@@ -353,9 +435,24 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
         }
     }
 
+    // Versions: a changed pipeline runs its changed sub-topologies anew beside the old ones,
+    // which drain; the plans as they run name those apart (`control::runnable`).
+    let now = now_ms();
+    let mut versions = BTreeMap::new();
+    let mut runnable_plans = Vec::new();
+    for p in &plan.pipelines {
+        let old = match deployed.get(&pipeline_key(&p.namespace, &p.name)) {
+            Some(Deployment::Pipeline(old)) => Some(old),
+            _ => None,
+        };
+        let (version, since, draining) = next_version(old, p, now, options.drain);
+        runnable_plans.push(super::control::runnable(p, &since));
+        versions.insert(pipeline_key(&p.namespace, &p.name), (version, since, draining));
+    }
+
     // Topics: what exists, what must be created and with how many partitions.
     let mut wanted: BTreeMap<String, bool> = BTreeMap::new();
-    for p in &plan.pipelines {
+    for p in &runnable_plans {
         for t in &p.topics {
             wanted.insert(t.name.clone(), t.compacted);
         }
@@ -370,7 +467,7 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
         }
     }
     let mut partitions_of: BTreeMap<String, i32> = BTreeMap::new();
-    for p in &plan.pipelines {
+    for p in &runnable_plans {
         for e in p.check_copartitioning(|t| existing.get(t).copied()) {
             let counts: Vec<String> = e.topics.iter().map(|(t, n)| format!("{t} has {n}")).collect();
             problems.push(format!(
@@ -430,10 +527,19 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
             }
             Some(Deployment::Pipeline(old)) => {
                 report.lines.push(format!(
-                    "pipeline {}: update {} -> {}",
-                    p.name, old.plan.fingerprint, p.fingerprint
+                    "pipeline {}: update {} -> {} (version {} -> {})",
+                    p.name,
+                    old.plan.fingerprint,
+                    p.fingerprint,
+                    old.version,
+                    old.version + 1
                 ));
                 report.lines.extend(diff(&old.plan, p));
+                report.lines.push(format!(
+                    "  version {} keeps serving the requests it accepted for {} (changed sub-topologies run side by side until then)",
+                    old.version,
+                    crate::model_client::seconds(options.drain)
+                ));
             }
             _ => report
                 .lines
@@ -458,11 +564,10 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
     if !existed.is_empty() {
         // Created meanwhile by someone else, with counts of their choosing: check the joins
         // again against what the cluster has now.
-        let now = cluster.topics()?;
-        let mismatched: Vec<String> = plan
-            .pipelines
+        let current = cluster.topics()?;
+        let mismatched: Vec<String> = runnable_plans
             .iter()
-            .flat_map(|p| p.check_copartitioning(|t| now.get(t).copied()))
+            .flat_map(|p| p.check_copartitioning(|t| current.get(t).copied()))
             .map(|e| {
                 let counts: Vec<String> = e.topics.iter().map(|(t, n)| format!("{t} has {n}")).collect();
                 format!(
@@ -477,20 +582,35 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
         }
     }
     report.created_topics = to_create.iter().map(|t| t.name.clone()).collect();
-    for p in &plan.pipelines {
-        for sub in &p.sub_topologies {
+    // What did not change is not touched: no group, no offset, no deployment record (so no
+    // worker or gateway sees a change).
+    let unchanged_pipeline = |p: &PipelinePlan| {
+        matches!(deployed.get(&pipeline_key(&p.namespace, &p.name)),
+            Some(Deployment::Pipeline(old)) if old.plan.fingerprint == p.fingerprint)
+    };
+    for (p, runnable) in plan.pipelines.iter().zip(&runnable_plans) {
+        if unchanged_pipeline(p) {
+            continue;
+        }
+        for sub in &runnable.sub_topologies {
             cluster.start_group_at_end(&sub.consumer_group, &sub.source_topics(), &existing)?;
         }
     }
-    let applied_at_ms = now_ms();
+    let applied_at_ms = now;
     let mut records = Vec::new();
+    let mut changed = |d: Deployment| -> Result<(), KafkaError> {
+        if deployed.get(&d.key()) != Some(&d) {
+            records.push(json_record(&d)?);
+        }
+        Ok(())
+    };
     for x in &plan.servers {
-        records.push(json_record(&Deployment::Server(x.clone()))?);
+        changed(Deployment::Server(x.clone()))?;
     }
     for m in &plan.models {
-        records.push(json_record(&Deployment::Model(m.clone()))?);
+        changed(Deployment::Model(m.clone()))?;
     }
-    for p in &plan.pipelines {
+    for p in plan.pipelines.iter().filter(|p| !unchanged_pipeline(p)) {
         let partitions = p
             .topics
             .iter()
@@ -501,14 +621,22 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
                     .or_else(|| partitions_of.get(&t.name).copied())
             })
             .unwrap_or(options.partitions);
+        let (version, since, draining) = versions
+            .remove(&pipeline_key(&p.namespace, &p.name))
+            .unwrap_or_default();
         records.push(json_record(&Deployment::Pipeline(PipelineDeployment {
             prefix: options.prefix.clone(),
             plan: p.clone(),
             partitions,
             applied_at_ms,
+            version,
+            since,
+            draining,
         }))?);
     }
-    cluster.publish(&options.prefix, &records)?;
+    if !records.is_empty() {
+        cluster.publish(&options.prefix, &records)?;
+    }
     Ok(report)
 }
 
@@ -548,7 +676,9 @@ pub fn diff(old: &PipelinePlan, new: &PipelinePlan) -> Vec<String> {
     section("sub-topology", a.keys().cloned().collect(), b.keys().cloned().collect());
     for (name, body) in &b {
         if a.get(name).is_some_and(|old| old != body) {
-            lines.push(format!("  ~ sub-topology {name} (changed; its tasks restart)"));
+            lines.push(format!(
+                "  ~ sub-topology {name} (changed: runs anew as its own group, beside the old one while that drains)"
+            ));
         }
     }
     lines
@@ -620,22 +750,31 @@ pub struct GroupStatus {
     pub assignments: Vec<super::members::MemberReport>,
     /// Records written to its source topics and not yet committed by the group.
     pub lag: i64,
+    /// `Some(v)`: a group only draining version `v` runs.
+    pub draining: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
 pub struct PipelineStatus {
     pub name: String,
     pub fingerprint: String,
+    /// The version new requests enter under.
+    pub version: u64,
+    /// Earlier versions still draining, and until when (epoch ms).
+    pub draining: Vec<(u64, i64)>,
     pub groups: Vec<GroupStatus>,
 }
 
 impl PipelineStatus {
     /// Running: every consumer group has a member (unknown counts as running if nothing lags).
     pub fn running(&self) -> bool {
-        self.groups.iter().all(|g| match g.members {
-            Some(n) => n > 0,
-            None => g.lag == 0,
-        })
+        self.groups
+            .iter()
+            .filter(|g| g.draining.is_none())
+            .all(|g| match g.members {
+                Some(n) => n > 0,
+                None => g.lag == 0,
+            })
     }
 }
 
@@ -651,7 +790,19 @@ pub fn status(config: &KafkaConfig, prefix: &str) -> Result<Vec<PipelineStatus>,
     for d in cluster.deployments(prefix)?.values() {
         let Deployment::Pipeline(p) = d else { continue };
         let mut groups = Vec::new();
-        for sub in &p.plan.sub_topologies {
+        let now = super::now_ms();
+        let draining: Vec<&super::control::DrainingVersion> = p.draining.iter().filter(|o| o.until_ms > now).collect();
+        // The groups of the current version as it runs, then those only a draining version runs.
+        let mut subs: Vec<(SubTopology, Option<u64>)> =
+            p.runnable().sub_topologies.into_iter().map(|s| (s, None)).collect();
+        for old in &draining {
+            for sub in super::control::runnable(&old.plan, &old.since).sub_topologies {
+                if !subs.iter().any(|(s, _)| s.consumer_group == sub.consumer_group) {
+                    subs.push((sub, Some(old.version)));
+                }
+            }
+        }
+        for (sub, only) in &subs {
             let consumer: BaseConsumer = config.consumer(&sub.consumer_group).create()?;
             let described = consumer
                 .fetch_group_list(Some(&sub.consumer_group), config.timeout)
@@ -703,11 +854,14 @@ pub fn status(config: &KafkaConfig, prefix: &str) -> Result<Vec<PipelineStatus>,
                 members,
                 assignments,
                 lag,
+                draining: *only,
             });
         }
         out.push(PipelineStatus {
             name: p.plan.name.clone(),
             fingerprint: p.plan.fingerprint.clone(),
+            version: p.version,
+            draining: draining.iter().map(|o| (o.version, o.until_ms)).collect(),
             groups,
         });
     }

@@ -53,6 +53,19 @@ pub struct WorkerOptions {
     pub placed: Option<Arc<super::placement::PlacedModels>>,
     /// Reports which partitions this worker holds (`flowc status --partitions`); set by `run`.
     pub reporter: Option<Arc<super::members::MemberReporter>>,
+    /// The pipelines and models deployed now and their versions, kept by `run` from the
+    /// deployment log: steps stamp and sort records by version, and a model call skips
+    /// records of a pipeline that is no longer deployed.
+    pub deployed: Arc<std::sync::RwLock<BTreeMap<String, LiveVersions>>>,
+}
+
+/// A deployed pipeline's versions (a model's: version 0 alone).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveVersions {
+    /// The version new requests are stamped with.
+    pub current: u64,
+    /// Every version that still runs: the current one and those draining.
+    pub live: BTreeSet<u64>,
 }
 
 impl WorkerOptions {
@@ -66,6 +79,7 @@ impl WorkerOptions {
             model_concurrency: 16,
             placed: None,
             reporter: None,
+            deployed: Arc::default(),
         }
     }
 }
@@ -74,8 +88,19 @@ impl WorkerOptions {
 struct Runner {
     /// What it runs (restarted when this changes).
     spec: String,
+    /// The pipeline versions it serves, lowest and highest (`u64::MAX`: the current version's
+    /// and every later one that keeps this sub-topology as it is).
+    versions: Arc<std::sync::RwLock<(u64, u64)>>,
     stop: Arc<AtomicBool>,
     handle: JoinHandle<()>,
+}
+
+/// One consumer group a worker should run.
+struct Wanted {
+    spec: String,
+    deployment: Arc<PipelineDeployment>,
+    sub: usize,
+    versions: (u64, u64),
 }
 
 /// Runs until `stop` is set; then stops every consumer (committing what was done) and returns.
@@ -89,6 +114,7 @@ pub fn run(config: &KafkaConfig, options: &WorkerOptions, stop: Arc<AtomicBool>)
     let mut runners: BTreeMap<String, Runner> = BTreeMap::new();
     tracing::info!(prefix = %options.prefix, "worker started");
     let mut dirty = true;
+    let mut last_loop_ms = 0;
     while !stop.load(Ordering::Relaxed) {
         if dirty {
             if let Some(placed) = &options.placed {
@@ -98,6 +124,14 @@ pub fn run(config: &KafkaConfig, options: &WorkerOptions, stop: Arc<AtomicBool>)
             }
             reconcile(config, options, &control, &mut runners);
         }
+        // A draining version stops at its time: reconcile then.
+        let now = now_ms();
+        let next_expiry = control
+            .pipelines()
+            .flat_map(|d| d.draining.iter().map(|o| o.until_ms))
+            .filter(|&t| t > last_loop_ms)
+            .min();
+        last_loop_ms = now;
         // A runner that died (a bug, or a broker error it could not recover from) restarts.
         let dead: Vec<String> = runners
             .iter()
@@ -109,7 +143,7 @@ pub fn run(config: &KafkaConfig, options: &WorkerOptions, stop: Arc<AtomicBool>)
                 let _ = r.handle.join();
             }
         }
-        dirty = !dead.is_empty();
+        dirty = !dead.is_empty() || next_expiry.is_some_and(|t| t <= now);
         match control.poll(Duration::from_millis(300)) {
             Ok(changed) => dirty |= changed,
             Err(e) => {
@@ -139,16 +173,71 @@ fn reconcile(
     control: &ControlReader,
     runners: &mut BTreeMap<String, Runner>,
 ) {
-    let mut wanted: BTreeMap<String, (String, Arc<PipelineDeployment>, usize)> = BTreeMap::new();
-    for d in control.pipelines() {
-        let d = Arc::new(d.clone());
-        for (i, sub) in d.plan.sub_topologies.iter().enumerate() {
-            // A model call shared by several pipelines runs once (one group per model).
-            if wanted.contains_key(&sub.consumer_group) {
-                continue;
+    let now = now_ms();
+    if let Ok(mut deployed) = options.deployed.write() {
+        *deployed = control
+            .pipelines()
+            .map(|d| {
+                let live = d.live_versions(now).into_iter().collect();
+                (
+                    d.plan.name.clone(),
+                    LiveVersions {
+                        current: d.version,
+                        live,
+                    },
+                )
+            })
+            .chain(control.models().map(|m| (m.name.clone(), LiveVersions::default())))
+            .collect();
+    }
+    let mut wanted: BTreeMap<String, Wanted> = BTreeMap::new();
+    let mut want = |deployment: &Arc<PipelineDeployment>, versions: &dyn Fn(&str) -> (u64, u64)| {
+        for (i, sub) in deployment.plan.sub_topologies.iter().enumerate() {
+            let (lo, hi) = versions(&sub.name);
+            match wanted.get_mut(&sub.consumer_group) {
+                // A model call shared by several pipelines runs once (one group per model); a
+                // sub-topology that two versions share serves both.
+                Some(w) => {
+                    if Arc::ptr_eq(&w.deployment, deployment) || w.deployment.plan.name == deployment.plan.name {
+                        w.versions = (w.versions.0.min(lo), w.versions.1.max(hi));
+                    }
+                }
+                None => {
+                    let spec = serde_json::to_string(sub).unwrap_or_default();
+                    wanted.insert(
+                        sub.consumer_group.clone(),
+                        Wanted {
+                            spec,
+                            deployment: deployment.clone(),
+                            sub: i,
+                            versions: (lo, hi),
+                        },
+                    );
+                }
             }
-            let spec = serde_json::to_string(sub).unwrap_or_default();
-            wanted.insert(sub.consumer_group.clone(), (spec, d.clone(), i));
+        }
+    };
+    for d in control.pipelines() {
+        // The current version as it runs, then the versions still draining.
+        let current = Arc::new(PipelineDeployment {
+            plan: d.runnable(),
+            draining: Vec::new(),
+            ..d.clone()
+        });
+        want(&current, &|sub| (super::control::since_of(&d.since, sub), u64::MAX));
+        for old in d.draining.iter().filter(|o| o.until_ms > now) {
+            let draining = Arc::new(PipelineDeployment {
+                prefix: d.prefix.clone(),
+                plan: super::control::runnable(&old.plan, &old.since),
+                partitions: d.partitions,
+                applied_at_ms: d.applied_at_ms,
+                version: old.version,
+                since: old.since.clone(),
+                draining: Vec::new(),
+            });
+            want(&draining, &|sub| {
+                (super::control::since_of(&old.since, sub), old.version)
+            });
         }
     }
     // A deployed Model no pipeline uses still answers calls through its topics (§7).
@@ -165,12 +254,23 @@ fn reconcile(
             plan,
             partitions: 1,
             applied_at_ms: 0,
+            version: 0,
+            since: BTreeMap::new(),
+            draining: Vec::new(),
         });
-        wanted.insert(group, (spec, deployment, 0));
+        wanted.insert(
+            group,
+            Wanted {
+                spec,
+                deployment,
+                sub: 0,
+                versions: (0, u64::MAX),
+            },
+        );
     }
     let stale: Vec<String> = runners
         .iter()
-        .filter(|(g, r)| wanted.get(*g).is_none_or(|(spec, _, _)| *spec != r.spec))
+        .filter(|(g, r)| wanted.get(*g).is_none_or(|w| w.spec != r.spec))
         .map(|(g, _)| g.clone())
         .collect();
     for g in stale {
@@ -180,17 +280,29 @@ fn reconcile(
             let _ = r.handle.join();
         }
     }
-    for (group, (spec, deployment, sub)) in wanted {
-        if runners.contains_key(&group) {
+    for (group, w) in wanted {
+        let Wanted {
+            spec,
+            deployment,
+            sub,
+            versions,
+        } = w;
+        if let Some(r) = runners.get(&group) {
+            if let Ok(mut v) = r.versions.write() {
+                *v = versions;
+            }
             continue;
         }
+        let versions = Arc::new(std::sync::RwLock::new(versions));
         let stop = Arc::new(AtomicBool::new(false));
-        let (config, options, stop2) = (config.clone(), options.clone(), stop.clone());
+        let (config, options, stop2, versions2) = (config.clone(), options.clone(), stop.clone(), versions.clone());
         let name = format!("flowc-{}", deployment.plan.sub_topologies[sub].name);
         let handle = std::thread::Builder::new().name(name).spawn(move || {
             let mut backoff = Duration::from_millis(200);
             while !stop2.load(Ordering::Relaxed) {
-                match SubRunner::new(&config, &options, deployment.clone(), sub).and_then(|r| r.run(&stop2)) {
+                match SubRunner::new(&config, &options, deployment.clone(), sub, versions2.clone())
+                    .and_then(|r| r.run(&stop2))
+                {
                     Ok(()) => break,
                     Err(e) => {
                         tracing::error!(pipeline = %deployment.plan.name, sub = %deployment.plan.sub_topologies[sub].name, error = %e, "consumer failed; restarting");
@@ -202,7 +314,15 @@ fn reconcile(
         });
         match handle {
             Ok(handle) => {
-                runners.insert(group, Runner { spec, stop, handle });
+                runners.insert(
+                    group,
+                    Runner {
+                        spec,
+                        versions,
+                        stop,
+                        handle,
+                    },
+                );
             }
             Err(e) => tracing::error!(group = %group, error = %e, "cannot start a consumer thread"),
         }
@@ -300,6 +420,10 @@ struct SubRunner {
     /// First offset read since the last commit: where to rewind when a model server is down.
     uncommitted_from: BTreeMap<(String, i32), i64>,
     metrics: crate::metrics::StepMetrics,
+    /// The pipeline versions this runner serves (kept up to date by `reconcile`).
+    versions: Arc<std::sync::RwLock<(u64, u64)>>,
+    /// Error records for requests whose version retired before they got here.
+    retired: Vec<(i32, TaskOutput)>,
 }
 
 impl SubRunner {
@@ -308,6 +432,7 @@ impl SubRunner {
         options: &WorkerOptions,
         deployment: Arc<PipelineDeployment>,
         sub: usize,
+        versions: Arc<std::sync::RwLock<(u64, u64)>>,
     ) -> Result<SubRunner, KafkaError> {
         let plan = &deployment.plan;
         let s = &plan.sub_topologies[sub];
@@ -349,6 +474,8 @@ impl SubRunner {
             pending: BTreeMap::new(),
             uncommitted_from: BTreeMap::new(),
             metrics,
+            versions,
+            retired: Vec::new(),
         };
         if matches!(runner.plan().sub_topologies[sub].role, Role::ModelCall { .. }) {
             for _ in 0..runner.options.model_concurrency.max(1) {
@@ -394,6 +521,9 @@ impl SubRunner {
                     Some(Ok(message)) => {
                         handled += 1;
                         let Some((topic, record)) = self.take(&message) else {
+                            for (partition, out) in std::mem::take(&mut self.retired) {
+                                self.send(partition, out)?;
+                            }
                             continue;
                         };
                         if self.pool.is_empty() {
@@ -576,7 +706,15 @@ impl SubRunner {
                 .options
                 .state_dir
                 .join(format!("{}.{}", plan.namespace, plan.name))
-                .join(&sub.name)
+                // By group: a sub-topology that a later version changed runs beside the old
+                // one with stores of its own.
+                .join(
+                    sub.consumer_group
+                        .rsplit('.')
+                        .next()
+                        .filter(|v| v.starts_with('v') && v[1..].parse::<u64>().is_ok())
+                        .map_or_else(|| sub.name.clone(), |v| format!("{}.{v}", sub.name)),
+                )
                 .join(partition.to_string());
             let state = RocksState::open(&dir)?;
             let mut open = move |name: &str| Ok(Box::new(state.store(name)?) as Box<dyn StateStore>);
@@ -624,15 +762,134 @@ impl SubRunner {
                 headers.push((header.key.to_string(), header.value.unwrap_or_default().to_vec()));
             }
         }
-        self.metrics.records_in.inc();
-        let record = Record {
+        // A model's inputs topic is shared: what a deleted pipeline left there is nobody's.
+        if !self.pool.is_empty() {
+            let of = headers
+                .iter()
+                .rev()
+                .find(|(k, _)| k == crate::record::header::PIPELINE)
+                .and_then(|(_, v)| std::str::from_utf8(v).ok());
+            if let Some(pipeline) = of {
+                let deployed = self
+                    .options
+                    .deployed
+                    .read()
+                    .map(|d| d.contains_key(pipeline))
+                    .unwrap_or(true);
+                if !deployed {
+                    crate::metrics::metrics()
+                        .records_skipped
+                        .with_label_values(&[
+                            pipeline,
+                            &self.deployment.plan.sub_topologies[self.sub].name,
+                            "pipeline deleted",
+                        ])
+                        .inc();
+                    tracing::debug!(
+                        pipeline,
+                        topic,
+                        partition,
+                        "record of a pipeline no longer deployed skipped"
+                    );
+                    return None;
+                }
+            }
+        }
+        let mut record = Record {
             key,
             value: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
             headers,
             partition,
             timestamp_ms: message.timestamp().to_millis().unwrap_or_else(now_ms),
         };
+        if self.pool.is_empty() && !self.serves(&mut record) {
+            return None;
+        }
+        self.metrics.records_in.inc();
         Some((topic, record))
+    }
+
+    /// Whether this runner processes `record` as far as versions go (§4.3 `x-pipeline-version`):
+    /// a record of this pipeline without a version is stamped with the current one (an async
+    /// producer's request enters under the version deployed now); a record is processed by the
+    /// runner whose versions include its own. A record of a version that no longer runs, at a
+    /// step that changed since, is answered with an error record by the current version's
+    /// runner: never by another version. Records of other pipelines are left to the sources'
+    /// `pipeline` filter, except at `_input`, where another pipeline's outputs enter this one.
+    fn serves(&mut self, record: &mut Record) -> bool {
+        use crate::record::header;
+        let plan = &self.deployment.plan;
+        let sub = &plan.sub_topologies[self.sub];
+        let entering = matches!(sub.role, Role::Input);
+        if !record.belongs_to(&plan.name) && !entering {
+            return true;
+        }
+        let Some(versions) = self
+            .options
+            .deployed
+            .read()
+            .ok()
+            .and_then(|d| d.get(&plan.name).cloned())
+        else {
+            // Deleted: this runner stops at the next reconcile.
+            return false;
+        };
+        let stamped = if entering {
+            None
+        } else {
+            record
+                .header_str(header::PIPELINE_VERSION)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let version = match stamped {
+            Some(v) => v,
+            None => {
+                record.set_header(header::PIPELINE_VERSION, versions.current.to_string());
+                versions.current
+            }
+        };
+        let (lo, hi) = self.versions.read().map(|v| *v).unwrap_or((0, u64::MAX));
+        if entering && hi != u64::MAX {
+            // Another pipeline's record enters under the current version, except where a
+            // draining version holds join state for its key: that key completes under the
+            // version it started with.
+            let key = record.key.as_bytes();
+            let holds = self.tasks.get(&record.partition).is_some_and(|task| {
+                task.store_names()
+                    .any(|n| task.store(n).and_then(|st| st.get(key).ok().flatten()).is_some())
+            });
+            if holds {
+                record.set_header(header::PIPELINE_VERSION, hi.to_string());
+            }
+            return holds;
+        }
+        if lo <= version && version <= hi {
+            return true;
+        }
+        if hi == u64::MAX && version < lo && !versions.live.contains(&version) {
+            let names = flowc_compiler::build::TopicNames::new(&self.deployment.prefix, &plan.namespace);
+            let errors = names.errors();
+            let count = self.partitions.get(&errors).copied().unwrap_or(1);
+            let text = format!(
+                "version {version} of pipeline {} stopped draining before this request reached {}; retry it (version {} runs now)",
+                plan.name, sub.name, versions.current
+            );
+            crate::metrics::metrics()
+                .records_skipped
+                .with_label_values(&[&plan.name, &sub.name, "version retired"])
+                .inc();
+            tracing::warn!(pipeline = %plan.name, sub = %sub.name, version, key = %record.key, "record of a retired version answered with an error");
+            let mut error = crate::record::error_record(record, &plan.name, &text, count);
+            error.set_header(header::PIPELINE, plan.name.clone());
+            self.retired.push((
+                record.partition,
+                TaskOutput {
+                    records: vec![(errors, error)],
+                    ..TaskOutput::default()
+                },
+            ));
+        }
+        false
     }
 
     fn has_group_events(&self) -> bool {
