@@ -65,6 +65,10 @@ pub struct ApplyArgs {
     /// accepted, in milliseconds (its changed steps run beside the new ones until then).
     #[arg(long, default_value_t = deploy::DEFAULT_DRAIN.as_millis() as u64)]
     pub drain_timeout_ms: u64,
+    /// The processing guarantee of these pipelines, `at-least-once` or `exactly-once` (default:
+    /// each worker's `--processing-guarantee`).
+    #[arg(long, value_parser = parse_guarantee)]
+    pub processing_guarantee: Option<flowc_runtime::kafka::control::Guarantee>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -87,6 +91,7 @@ pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
             dry_run: args.dry_run,
             gateway_url: args.gateway_url.clone(),
             drain: Duration::from_millis(args.drain_timeout_ms),
+            guarantee: args.processing_guarantee,
         },
     )?;
     for line in &report.lines {
@@ -210,6 +215,11 @@ pub struct WorkerArgs {
     /// Serve Prometheus metrics on `GET http://ADDR/metrics` (e.g. 0.0.0.0:9100).
     #[arg(long, value_name = "ADDR", env = "FLOWC_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// `at-least-once` (outputs acknowledged before offsets commit) or `exactly-once` (a batch's
+    /// outputs, state changes and offsets in one Kafka transaction; read the outputs with
+    /// `isolation.level=read_committed`), for pipelines whose deployment does not choose one.
+    #[arg(long, default_value = "at-least-once", value_parser = parse_guarantee)]
+    pub processing_guarantee: flowc_runtime::kafka::control::Guarantee,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -238,15 +248,15 @@ pub(crate) fn model_backend(
 
 pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let mut config = args.kafka.config()?;
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
     // A name per replica, so `flowc status --partitions` says who holds what (`-X client.id=`
     // overrides it).
     if !config.properties.iter().any(|(k, _)| k == "client.id") {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".to_string());
         config.properties.push((
             "client.id".to_string(),
             format!("flowc-worker-{host}-{}", std::process::id()),
@@ -254,6 +264,11 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     }
     let mut options = worker::WorkerOptions::new(&args.kafka.prefix, &args.state_dir);
     options.model_concurrency = args.model_concurrency.max(1);
+    options.guarantee = args.processing_guarantee;
+    // Stable across restarts of this replica (same host, same state directory): what its
+    // transactional producers are named after.
+    let state = std::fs::canonicalize(&args.state_dir).unwrap_or_else(|_| args.state_dir.clone());
+    options.instance = format!("{host}-{:016x}", fnv1a(state.to_string_lossy().as_bytes()));
     let timeout = Duration::from_millis(args.model_timeout_ms.max(1));
     let fallback = model_backend(&args.model_server, &args.model_endpoint, timeout)?;
     // Models placed on deployed Servers are called there; others through the flags above.
@@ -510,4 +525,15 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_guarantee(s: &str) -> Result<flowc_runtime::kafka::control::Guarantee, String> {
+    s.parse()
+}
+
+/// FNV-1a, 64 bits: a short name that stays the same for the same bytes on every build.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

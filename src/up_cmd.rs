@@ -151,6 +151,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             dry_run: false,
             gateway_url: format!("http://{}", args.http_listen),
             drain: deploy::DEFAULT_DRAIN,
+            guarantee: None,
         },
     )
     .context("applying the files")?;

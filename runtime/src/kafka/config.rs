@@ -119,6 +119,10 @@ impl KafkaConfig {
             // made ~250 ms per hop on tansu, which holds a fetch for all of it): per broker.
             ("fetch.wait.max.ms", self.flavor.fetch_wait_ms().to_string()),
             ("socket.timeout.ms", Self::ms(self.timeout)),
+            // What an exactly-once batch wrote is seen once its transaction commits, and what
+            // an aborted one wrote never (librdkafka's default too; said here because it is
+            // the contract).
+            ("isolation.level", "read_committed".into()),
         ])
     }
 
@@ -132,6 +136,7 @@ impl KafkaConfig {
             ("auto.offset.reset", "earliest".into()),
             ("fetch.wait.max.ms", self.flavor.fetch_wait_ms().to_string()),
             ("socket.timeout.ms", Self::ms(self.timeout)),
+            ("isolation.level", "read_committed".into()),
         ])
     }
 

@@ -52,6 +52,36 @@ pub struct PipelineDeployment {
     /// until `until_ms`.
     #[serde(default)]
     pub draining: Vec<DrainingVersion>,
+    /// The processing guarantee `apply` asked for (`None`: the worker's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guarantee: Option<Guarantee>,
+}
+
+/// What a worker promises about the records it writes (§10).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Outputs are acknowledged before input offsets are committed: a crash replays the
+    /// uncommitted batch, so a reader can see a record twice.
+    #[default]
+    AtLeastOnce,
+    /// A batch's outputs, changelog records and input offsets commit in one Kafka transaction
+    /// (EOS v2): a `read_committed` reader sees each record once. Model calls stay at least
+    /// once: a retried batch may call a model again; its outputs are written once.
+    ExactlyOnce,
+}
+
+impl std::str::FromStr for Guarantee {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Guarantee, String> {
+        match s {
+            "at-least-once" => Ok(Guarantee::AtLeastOnce),
+            "exactly-once" => Ok(Guarantee::ExactlyOnce),
+            other => Err(format!(
+                "unknown processing guarantee `{other}` (expected `at-least-once` or `exactly-once`)"
+            )),
+        }
+    }
 }
 
 /// An earlier version of a pipeline that keeps serving what it accepted.

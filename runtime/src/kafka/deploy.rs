@@ -321,6 +321,8 @@ pub struct ApplyOptions {
     /// How long the previous version of an updated pipeline keeps serving the requests it
     /// accepted ([`DEFAULT_DRAIN`]).
     pub drain: std::time::Duration,
+    /// The processing guarantee of the pipelines applied (`None`: each worker's own).
+    pub guarantee: Option<super::control::Guarantee>,
 }
 
 /// How long an updated pipeline's previous version drains by default: twice the gateway's
@@ -586,7 +588,7 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
     // worker or gateway sees a change).
     let unchanged_pipeline = |p: &PipelinePlan| {
         matches!(deployed.get(&pipeline_key(&p.namespace, &p.name)),
-            Some(Deployment::Pipeline(old)) if old.plan.fingerprint == p.fingerprint)
+            Some(Deployment::Pipeline(old)) if old.plan.fingerprint == p.fingerprint && old.guarantee == options.guarantee)
     };
     for (p, runnable) in plan.pipelines.iter().zip(&runnable_plans) {
         if unchanged_pipeline(p) {
@@ -632,6 +634,7 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
             version,
             since,
             draining,
+            guarantee: options.guarantee,
         }))?);
     }
     if !records.is_empty() {

@@ -26,6 +26,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::KafkaConfig;
+use super::control::Guarantee;
 use super::control::{ControlReader, PipelineDeployment};
 use super::restore::read_changelog;
 use super::{now_ms, KafkaError};
@@ -57,6 +58,11 @@ pub struct WorkerOptions {
     /// deployment log: steps stamp and sort records by version, and a model call skips
     /// records of a pipeline that is no longer deployed.
     pub deployed: Arc<std::sync::RwLock<BTreeMap<String, LiveVersions>>>,
+    /// The processing guarantee of pipelines whose deployment does not choose one.
+    pub guarantee: Guarantee,
+    /// Names this worker stably across restarts (its transactional producers' ids): by default
+    /// the host name and the state directory.
+    pub instance: String,
 }
 
 /// A deployed pipeline's versions (a model's: version 0 alone).
@@ -80,6 +86,8 @@ impl WorkerOptions {
             placed: None,
             reporter: None,
             deployed: Arc::default(),
+            guarantee: Guarantee::AtLeastOnce,
+            instance: String::new(),
         }
     }
 }
@@ -101,6 +109,7 @@ struct Wanted {
     deployment: Arc<PipelineDeployment>,
     sub: usize,
     versions: (u64, u64),
+    exactly_once: bool,
 }
 
 /// Runs until `stop` is set; then stops every consumer (committing what was done) and returns.
@@ -204,13 +213,26 @@ fn reconcile(
                 }
                 None => {
                     let spec = serde_json::to_string(sub).unwrap_or_default();
+                    // A model call is shared: it runs exactly once if the worker or any
+                    // pipeline calling the model asks for it (else the model's outputs could
+                    // hold a retried batch twice, and so could every pipeline after it).
+                    let exactly_once = match &sub.role {
+                        Role::ModelCall { model } => {
+                            options.guarantee == Guarantee::ExactlyOnce
+                                || control.pipelines().any(|p| {
+                                    p.guarantee == Some(Guarantee::ExactlyOnce) && p.plan.models.contains(model)
+                                })
+                        }
+                        _ => deployment.guarantee.unwrap_or(options.guarantee) == Guarantee::ExactlyOnce,
+                    };
                     wanted.insert(
                         sub.consumer_group.clone(),
                         Wanted {
-                            spec,
+                            spec: format!("{spec}{}", if exactly_once { " exactly-once" } else { "" }),
                             deployment: deployment.clone(),
                             sub: i,
                             versions: (lo, hi),
+                            exactly_once,
                         },
                     );
                 }
@@ -234,6 +256,7 @@ fn reconcile(
                 version: old.version,
                 since: old.since.clone(),
                 draining: Vec::new(),
+                guarantee: d.guarantee,
             });
             want(&draining, &|sub| {
                 (super::control::since_of(&old.since, sub), old.version)
@@ -257,14 +280,17 @@ fn reconcile(
             version: 0,
             since: BTreeMap::new(),
             draining: Vec::new(),
+            guarantee: None,
         });
+        let exactly_once = options.guarantee == Guarantee::ExactlyOnce;
         wanted.insert(
             group,
             Wanted {
-                spec,
+                spec: format!("{spec}{}", if exactly_once { " exactly-once" } else { "" }),
                 deployment,
                 sub: 0,
                 versions: (0, u64::MAX),
+                exactly_once,
             },
         );
     }
@@ -286,6 +312,7 @@ fn reconcile(
             deployment,
             sub,
             versions,
+            exactly_once,
         } = w;
         if let Some(r) = runners.get(&group) {
             if let Ok(mut v) = r.versions.write() {
@@ -300,7 +327,7 @@ fn reconcile(
         let handle = std::thread::Builder::new().name(name).spawn(move || {
             let mut backoff = Duration::from_millis(200);
             while !stop2.load(Ordering::Relaxed) {
-                match SubRunner::new(&config, &options, deployment.clone(), sub, versions2.clone())
+                match SubRunner::new(&config, &options, deployment.clone(), sub, versions2.clone(), exactly_once)
                     .and_then(|r| r.run(&stop2))
                 {
                     Ok(()) => break,
@@ -424,6 +451,10 @@ struct SubRunner {
     versions: Arc<std::sync::RwLock<(u64, u64)>>,
     /// Error records for requests whose version retired before they got here.
     retired: Vec<(i32, TaskOutput)>,
+    /// Exactly once: outputs, changelog records and input offsets in one transaction per batch.
+    exactly_once: bool,
+    /// A transaction is open (something was produced since the last commit).
+    in_transaction: std::cell::Cell<bool>,
 }
 
 impl SubRunner {
@@ -433,14 +464,31 @@ impl SubRunner {
         deployment: Arc<PipelineDeployment>,
         sub: usize,
         versions: Arc<std::sync::RwLock<(u64, u64)>>,
+        exactly_once: bool,
     ) -> Result<SubRunner, KafkaError> {
         let plan = &deployment.plan;
         let s = &plan.sub_topologies[sub];
         let consumer: BaseConsumer<GroupContext> = config
             .consumer(&s.consumer_group)
             .create_with_context(GroupContext::default())?;
+        let mut producer_config = config.producer();
+        if exactly_once {
+            // EOS v2: one transactional producer per consumer, fenced through the consumer
+            // group's generation. The id is stable across restarts of this worker, so a
+            // restart aborts what its dead predecessor left open at once; a short transaction
+            // timeout bounds how long readers wait on one that nobody takes over.
+            producer_config
+                .set("transactional.id", format!("{}.{}", s.consumer_group, options.instance))
+                .set("enable.idempotence", "true")
+                .set("transaction.timeout.ms", "10000")
+                // librdkafka wants a record's delivery timeout within the transaction's.
+                .set("message.timeout.ms", "10000");
+        }
         let producer: ThreadedProducer<DeliveryContext> =
-            config.producer().create_with_context(DeliveryContext::default())?;
+            producer_config.create_with_context(DeliveryContext::default())?;
+        if exactly_once {
+            producer.init_transactions(config.timeout)?;
+        }
         let metadata = consumer
             .fetch_metadata(None, config.timeout)
             .map_err(|e| KafkaError::unreachable(config, "fetching topic metadata", e))?;
@@ -476,6 +524,8 @@ impl SubRunner {
             metrics,
             versions,
             retired: Vec::new(),
+            exactly_once,
+            in_transaction: std::cell::Cell::new(false),
         };
         if matches!(runner.plan().sub_topologies[sub].role, Role::ModelCall { .. }) {
             for _ in 0..runner.options.model_concurrency.max(1) {
@@ -965,6 +1015,12 @@ impl SubRunner {
     /// an error (records already written are written again: at least once).
     fn rewind(&mut self, reason: &str) {
         tracing::warn!(pipeline = %self.plan().name, reason, "model server unreachable; retrying uncommitted records");
+        if self.exactly_once && self.in_transaction.get() {
+            // What the batch wrote so far must not commit with its retry.
+            if let Err(e) = self.abort_and_rebuild() {
+                tracing::warn!(error = %e, "aborting the transaction failed");
+            }
+        }
         for ((topic, partition), offset) in std::mem::take(&mut self.uncommitted_from) {
             if let Err(e) = self
                 .consumer
@@ -1024,6 +1080,10 @@ impl SubRunner {
         K: rdkafka::message::ToBytes + ?Sized,
         P: rdkafka::message::ToBytes + ?Sized,
     {
+        if self.exactly_once && !self.in_transaction.get() {
+            self.producer.begin_transaction()?;
+            self.in_transaction.set(true);
+        }
         let deadline = Instant::now() + self.config.timeout;
         loop {
             match self.producer.send(record) {
@@ -1057,6 +1117,9 @@ impl SubRunner {
     /// committed and the offsets wait for the next call (they are absolute, so a later commit
     /// covers them), while the caller goes on polling.
     fn commit_within(&mut self, wait: Duration) -> Result<bool, KafkaError> {
+        if self.exactly_once {
+            return self.commit_transaction();
+        }
         if self.pending.is_empty() {
             return Ok(true);
         }
@@ -1092,6 +1155,94 @@ impl SubRunner {
             Err(e) => tracing::warn!(error = %e, "commit failed; retrying with the next batch"),
         }
         Ok(true)
+    }
+}
+
+impl SubRunner {
+    /// Exactly once: commits the batch's transaction with the input offsets it consumed
+    /// (`send_offsets_to_transaction` with the consumer's group metadata, EOS v2). A failure
+    /// that the transaction can recover from aborts it and redoes the batch from rebuilt
+    /// state; a fenced producer (another instance took over) is an error, and the runner
+    /// restarts.
+    fn commit_transaction(&mut self) -> Result<bool, KafkaError> {
+        if self.pending.is_empty() && !self.in_transaction.get() {
+            return Ok(true);
+        }
+        if !self.in_transaction.get() {
+            self.producer.begin_transaction()?;
+            self.in_transaction.set(true);
+        }
+        let result = (|| -> Result<(), rdkafka::error::KafkaError> {
+            if !self.pending.is_empty() {
+                let mut tpl = TopicPartitionList::new();
+                for ((topic, partition), offset) in &self.pending {
+                    tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+                }
+                let metadata = self
+                    .consumer
+                    .group_metadata()
+                    // None only for a consumer that never joined its group.
+                    .ok_or(rdkafka::error::KafkaError::ConsumerCommit(
+                        rdkafka::types::RDKafkaErrorCode::State,
+                    ))?;
+                self.producer
+                    .send_offsets_to_transaction(&tpl, &metadata, self.config.timeout)?;
+            }
+            self.producer.commit_transaction(self.config.timeout)
+        })();
+        let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
+        match result {
+            Ok(()) if failed == 0 => {
+                self.in_transaction.set(false);
+                self.pending.clear();
+                self.uncommitted_from.clear();
+                Ok(true)
+            }
+            Ok(()) => {
+                // Delivery failures are reported before commit_transaction returns, which then
+                // fails; this is a guard.
+                tracing::warn!(failed, "records failed in a committed transaction");
+                self.in_transaction.set(false);
+                self.pending.clear();
+                self.uncommitted_from.clear();
+                Ok(true)
+            }
+            Err(rdkafka::error::KafkaError::Transaction(e)) if e.txn_requires_abort() => {
+                tracing::warn!(error = %e, "transaction aborted; redoing the batch from the last commit");
+                self.abort_and_rebuild()?;
+                Ok(true)
+            }
+            Err(e) => {
+                self.in_transaction.set(false);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Aborts the open transaction, rebuilds every task from its changelogs (the stores took
+    /// the aborted batch's writes) and seeks back to the first uncommitted records.
+    fn abort_and_rebuild(&mut self) -> Result<(), KafkaError> {
+        if self.in_transaction.get() {
+            self.producer.abort_transaction(self.config.timeout)?;
+            self.in_transaction.set(false);
+        }
+        self.producer.context().failed.store(0, Ordering::Relaxed);
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for p in partitions {
+            self.tasks.remove(&p);
+            let task = self.build_task(p)?;
+            self.tasks.insert(p, task);
+        }
+        for ((topic, partition), offset) in std::mem::take(&mut self.uncommitted_from) {
+            if let Err(e) = self
+                .consumer
+                .seek(&topic, partition, Offset::Offset(offset), self.config.timeout)
+            {
+                tracing::warn!(topic, partition, error = %e, "seek failed");
+            }
+        }
+        self.pending.clear();
+        Ok(())
     }
 }
 
