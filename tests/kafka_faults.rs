@@ -111,3 +111,45 @@ fn a_model_that_never_answers_becomes_an_error_record() {
         );
     }
 }
+
+#[test]
+fn a_request_past_its_deadline_is_not_sent_to_the_model() {
+    // The model server is down when the request comes: the worker waits for it (it retries
+    // the record), the gateway answers 504 at its 2 s timeout, and when the server is back the
+    // record's deadline has passed, so the model is not called and an error record says why.
+    let mut env = Env::start();
+    let port = support::free_port();
+    env.model_url = Some(format!("http://127.0.0.1:{port}"));
+    env.apply(&["samples/chain.yaml"], 2);
+    env.start_worker("worker");
+    let gateway = env.start_gateway("gateway", &["--request-timeout-ms", "2000"]);
+    let body = flowc_runtime::model_rest::request_to_json(&sum_diff())
+        .expect("encodes")
+        .to_string();
+    let url = format!("{}/v2/pipelines/tfsimples/infer", gateway.http);
+    let (status, _, text) = support::http_post(&url, &[("x-request-id", "late-1")], &body).expect("http");
+    assert_eq!(status, 504, "{text}");
+    let _server = model_server(&env, "model-server", port);
+
+    // The pipeline's error record for it, from the model call that did not happen.
+    let deadline = std::time::Instant::now() + WAIT;
+    let consumer = env.reader(&env.topic(OUTPUTS), deadline);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no deadline error record\n{}",
+            env.logs()
+        );
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let (key, got) = support::Received::of(&m);
+        if !key.ends_with(".tfsimples.late-1") {
+            continue;
+        }
+        assert_eq!(got.header("seldon-pipeline-errors"), Some("tfsimple1"), "{key}");
+        let text = String::from_utf8_lossy(&got.value).into_owned();
+        assert!(text.contains("deadline exceeded before step model tfsimple1"), "{text}");
+        break;
+    }
+}

@@ -30,6 +30,10 @@ pub mod header {
     pub const ALIBI_METHOD: &str = "x-seldon-alibi-method";
     /// W3C trace context, rewritten at each hop by the tracing propagator.
     pub const TRACEPARENT: &str = "traceparent";
+    /// **flowc** (§10): a synchronous request's deadline, epoch milliseconds, stamped by the
+    /// gateway and carried by every hop; a step or model call that finds it passed writes an
+    /// error record instead of working on it. Records without it never expire.
+    pub const DEADLINE: &str = "x-flowc-deadline-ms";
 }
 
 /// Record headers in order; names may repeat.

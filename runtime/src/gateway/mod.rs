@@ -562,6 +562,14 @@ impl Gateway {
             key: h::REQUEST_ID,
             value: Some(id.as_str()),
         });
+        // Nobody waits for the answer after this: steps and model calls skip the work (§10).
+        let deadline_ms = (crate::kafka::now_ms()
+            + deadline.saturating_duration_since(Instant::now()).as_millis() as i64)
+            .to_string();
+        headers = headers.insert(Header {
+            key: h::DEADLINE,
+            value: Some(deadline_ms.as_str()),
+        });
         // One trace per request: the caller's, continued, or a new one (§4.3).
         let trace = pass_headers
             .iter()

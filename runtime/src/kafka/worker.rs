@@ -855,8 +855,58 @@ impl SubRunner {
         if self.pool.is_empty() && !self.serves(&mut record) {
             return None;
         }
+        if self.expired(&record) {
+            return None;
+        }
         self.metrics.records_in.inc();
         Some((topic, record))
+    }
+
+    /// Whether `record`'s deadline (`x-flowc-deadline-ms`, §10) has passed; if so, queues the
+    /// error record "deadline exceeded before step S" in its place (the gateway has answered
+    /// 504 already; `inspect` shows it), and the model is not called.
+    fn expired(&mut self, record: &Record) -> bool {
+        use crate::record::header;
+        // Only where a model would be called: a step feeding one, or the model call. Error
+        // records and answers on their way out always pass.
+        let role = &self.deployment.plan.sub_topologies[self.sub].role;
+        if !matches!(role, Role::Step { .. } | Role::ModelCall { .. }) || record.is_error() {
+            return false;
+        }
+        let Some(deadline) = record
+            .header_str(header::DEADLINE)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+        else {
+            return false;
+        };
+        let now = now_ms();
+        if now <= deadline {
+            return false;
+        }
+        let plan = &self.deployment.plan;
+        let sub = &plan.sub_topologies[self.sub];
+        let (step, source) = match &sub.role {
+            Role::ModelCall { model } => (format!("model {model}"), model.clone()),
+            _ => (sub.name.clone(), record.pipeline().unwrap_or(&plan.name).to_string()),
+        };
+        let names = flowc_compiler::build::TopicNames::new(&self.deployment.prefix, &plan.namespace);
+        let errors = names.errors();
+        let count = self.partitions.get(&errors).copied().unwrap_or(1);
+        let text = format!("deadline exceeded before step {step} ({} ms late)", now - deadline);
+        crate::metrics::metrics()
+            .records_skipped
+            .with_label_values(&[record.pipeline().unwrap_or(&plan.name), &sub.name, "deadline exceeded"])
+            .inc();
+        tracing::debug!(key = %record.key, step = %step, "deadline exceeded; not processed");
+        let error = crate::record::error_record(record, &source, &text, count);
+        self.retired.push((
+            record.partition,
+            TaskOutput {
+                records: vec![(errors, error)],
+                ..TaskOutput::default()
+            },
+        ));
+        true
     }
 
     /// Whether this runner processes `record` as far as versions go (§4.3 `x-pipeline-version`):
