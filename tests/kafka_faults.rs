@@ -153,3 +153,41 @@ fn a_request_past_its_deadline_is_not_sent_to_the_model() {
         break;
     }
 }
+
+#[test]
+fn an_output_over_the_record_size_limit_answers_with_an_error_and_the_step_goes_on() {
+    let mut env = Env::start();
+    env.start_model_server(&["samples/chain.yaml"]);
+    env.apply(&["samples/chain.yaml"], 2);
+    // The worker may write records of at most 200,000 bytes; the request (two tensors of
+    // 40,000 five-byte varints) is about 400,000.
+    env.start_worker_with_args("worker", &["-X", "message.max.bytes=200000"]);
+    let producer = env.producer();
+    let n = 40_000;
+    let big = request(vec![
+        int32("INPUT0", vec![1, n], vec![1 << 28; n as usize]),
+        int32("INPUT1", vec![1, n], vec![1 << 28; n as usize]),
+    ]);
+    env.send(&producer, "tfsimples", "big", &big);
+    env.send(&producer, "tfsimples", "small", &sum_diff());
+    let got = env.collect(&env.topic(OUTPUTS), &["big".to_string(), "small".to_string()], WAIT);
+    assert_eq!(
+        got["big"].header("seldon-pipeline-errors"),
+        Some("tfsimples"),
+        "{} bytes: {:?}",
+        got["big"].value.len(),
+        got["big"].headers
+    );
+    let text = String::from_utf8_lossy(&got["big"].value).into_owned();
+    assert!(
+        text.contains("the output of step tfsimple1") && text.contains("over the limit of 200000 bytes"),
+        "{text}"
+    );
+    // The step was not stopped by it.
+    assert_eq!(
+        got["small"].header("seldon-pipeline-errors"),
+        None,
+        "{}",
+        got["small"].tensors()
+    );
+}

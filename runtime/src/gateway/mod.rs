@@ -599,9 +599,15 @@ impl Gateway {
         if let Err((e, _)) = self.producer.send(record, Timeout::After(wait)).await {
             guard.done = true;
             return Err(match e.rdkafka_error_code() {
+                // The Kafka record limit (`message.max.bytes`), below the gateway's own.
                 Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge) => GatewayError::TooLarge {
                     size: value.len(),
-                    limit: self.options.max_request_bytes,
+                    limit: self
+                        .config
+                        .producer()
+                        .get("message.max.bytes")
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(1_000_000),
                 },
                 _ => GatewayError::Unavailable(format!("cannot write the request to {}: {e}", route.inputs)),
             });

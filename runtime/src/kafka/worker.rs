@@ -428,6 +428,12 @@ impl ProducerContext for DeliveryContext {
 /// every uncommitted record replayed).
 const ACK_WAIT_IN_LOOP: Duration = Duration::from_secs(2);
 
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
+/// What a record costs in a produce request beyond its key, value and headers (batch and
+/// record framing), rounded up.
+const RECORD_OVERHEAD_BYTES: usize = 128;
+
 struct SubRunner {
     config: KafkaConfig,
     options: WorkerOptions,
@@ -453,6 +459,8 @@ struct SubRunner {
     retired: Vec<(i32, TaskOutput)>,
     /// Exactly once: outputs, changelog records and input offsets in one transaction per batch.
     exactly_once: bool,
+    /// The largest record the producer may send (`message.max.bytes`).
+    max_message_bytes: usize,
     /// A transaction is open (something was produced since the last commit).
     in_transaction: std::cell::Cell<bool>,
 }
@@ -472,6 +480,10 @@ impl SubRunner {
             .consumer(&s.consumer_group)
             .create_with_context(GroupContext::default())?;
         let mut producer_config = config.producer();
+        let max_message_bytes = producer_config
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if exactly_once {
             // EOS v2: one transactional producer per consumer, fenced through the consumer
             // group's generation. The id is stable across restarts of this worker, so a
@@ -526,6 +538,7 @@ impl SubRunner {
             retired: Vec::new(),
             exactly_once,
             in_transaction: std::cell::Cell::new(false),
+            max_message_bytes,
         };
         if matches!(runner.plan().sub_topologies[sub].role, Role::ModelCall { .. }) {
             for _ in 0..runner.options.model_concurrency.max(1) {
@@ -862,6 +875,36 @@ impl SubRunner {
         Some((topic, record))
     }
 
+    /// The error record that replaces `record` when it is larger than a produce request may
+    /// be (librdkafka's `message.max.bytes`, 1,000,000 unless set; brokers default to about
+    /// 1 MiB too): "the output of step S is N bytes, over the limit of M bytes".
+    fn too_large(&self, topic: &str, record: &Record) -> Option<(String, Record)> {
+        let size = record.key.len()
+            + record.value.len()
+            + record.headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
+            + RECORD_OVERHEAD_BYTES;
+        if size <= self.max_message_bytes || record.is_error() {
+            return None;
+        }
+        let plan = &self.deployment.plan;
+        let sub = &plan.sub_topologies[self.sub];
+        let names = flowc_compiler::build::TopicNames::new(&self.deployment.prefix, &plan.namespace);
+        let errors = names.errors();
+        let count = self.partitions.get(&errors).copied().unwrap_or(1);
+        let source = match &sub.role {
+            Role::ModelCall { model } => model.clone(),
+            _ => record.pipeline().unwrap_or(&plan.name).to_string(),
+        };
+        let text = format!(
+            "the output of step {} for {topic} is {size} bytes, over the limit of {} bytes a Kafka record may have here (message.max.bytes)",
+            sub.name, self.max_message_bytes
+        );
+        tracing::warn!(key = %record.key, step = %sub.name, size, "output over the record size limit; answered with an error");
+        let mut value = record.clone();
+        value.value = bytes::Bytes::new();
+        Some((errors, crate::record::error_record(&value, &source, &text, count)))
+    }
+
     /// Whether `record`'s deadline (`x-flowc-deadline-ms`, §10) has passed; if so, queues the
     /// error record "deadline exceeded before step S" in its place (the gateway has answered
     /// 504 already; `inspect` shows it), and the model is not called.
@@ -1097,6 +1140,16 @@ impl SubRunner {
         self.metrics.error_records.inc_by(errors);
         self.metrics.records_out.inc_by(out.records.len() as u64 - errors);
         for (topic, record) in &out.records {
+            // A record the broker would refuse would fail its batch again at every retry and
+            // stop the step: its request is answered with an error record instead.
+            let oversized;
+            let (topic, record) = match self.too_large(topic, record) {
+                Some(error) => {
+                    oversized = error;
+                    (&oversized.0, &oversized.1)
+                }
+                None => (topic, record),
+            };
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for (k, v) in &record.headers {
                 headers = headers.insert(Header {
