@@ -212,7 +212,7 @@ fn reconcile(
                     }
                 }
                 None => {
-                    let spec = serde_json::to_string(sub).unwrap_or_default();
+                    let spec = runner_spec(sub);
                     // A model call is shared: it runs exactly once if the worker or any
                     // pipeline calling the model asks for it (else the model's outputs could
                     // hold a retried batch twice, and so could every pipeline after it).
@@ -270,7 +270,7 @@ fn reconcile(
         if wanted.contains_key(&sub.consumer_group) {
             continue;
         }
-        let spec = serde_json::to_string(sub).unwrap_or_default();
+        let spec = runner_spec(sub);
         let group = sub.consumer_group.clone();
         let deployment = Arc::new(PipelineDeployment {
             prefix: options.prefix.clone(),
@@ -354,6 +354,15 @@ fn reconcile(
             Err(e) => tracing::error!(group = %group, error = %e, "cannot start a consumer thread"),
         }
     }
+}
+
+/// What a runner runs, to compare across deployment-log changes: the sub-topology without its
+/// position in its plan (a model's call is the same whether a pipeline or the Model alone
+/// deploys it, so deleting the last pipeline that uses a model does not restart its call).
+fn runner_spec(sub: &flowc_compiler::plan::SubTopology) -> String {
+    let mut sub = sub.clone();
+    sub.id = 0;
+    serde_json::to_string(&sub).unwrap_or_default()
 }
 
 // ------------------------------------------------------------------ client contexts
@@ -888,9 +897,6 @@ impl SubRunner {
         }
         let plan = &self.deployment.plan;
         let sub = &plan.sub_topologies[self.sub];
-        let names = flowc_compiler::build::TopicNames::new(&self.deployment.prefix, &plan.namespace);
-        let errors = names.errors();
-        let count = self.partitions.get(&errors).copied().unwrap_or(1);
         let source = match &sub.role {
             Role::ModelCall { model } => model.clone(),
             _ => record.pipeline().unwrap_or(&plan.name).to_string(),
@@ -902,7 +908,7 @@ impl SubRunner {
         tracing::warn!(key = %record.key, step = %sub.name, size, "output over the record size limit; answered with an error");
         let mut value = record.clone();
         value.value = bytes::Bytes::new();
-        Some((errors, crate::record::error_record(&value, &source, &text, count)))
+        Some(self.error_for(&value, &source, &text))
     }
 
     /// Whether `record`'s deadline (`x-flowc-deadline-ms`, §10) has passed; if so, queues the
@@ -932,24 +938,30 @@ impl SubRunner {
             Role::ModelCall { model } => (format!("model {model}"), model.clone()),
             _ => (sub.name.clone(), record.pipeline().unwrap_or(&plan.name).to_string()),
         };
-        let names = flowc_compiler::build::TopicNames::new(&self.deployment.prefix, &plan.namespace);
-        let errors = names.errors();
-        let count = self.partitions.get(&errors).copied().unwrap_or(1);
         let text = format!("deadline exceeded before step {step} ({} ms late)", now - deadline);
         crate::metrics::metrics()
             .records_skipped
             .with_label_values(&[record.pipeline().unwrap_or(&plan.name), &sub.name, "deadline exceeded"])
             .inc();
         tracing::debug!(key = %record.key, step = %step, "deadline exceeded; not processed");
-        let error = crate::record::error_record(record, &source, &text, count);
+        let error = self.error_for(record, &source, &text);
         self.retired.push((
             record.partition,
             TaskOutput {
-                records: vec![(errors, error)],
+                records: vec![error],
                 ..TaskOutput::default()
             },
         ));
         true
+    }
+
+    /// The error record for `record` on this namespace's errors topic (§4.3, §6).
+    fn error_for(&self, record: &Record, source: &str, text: &str) -> (String, Record) {
+        let plan = &self.deployment.plan;
+        let errors = flowc_compiler::build::TopicNames::new(&self.deployment.prefix, &plan.namespace).errors();
+        let count = self.partitions.get(&errors).copied().unwrap_or(1);
+        let error = crate::record::error_record(record, source, text, count);
+        (errors, error)
     }
 
     /// Whether this runner processes `record` as far as versions go (§4.3 `x-pipeline-version`):
@@ -1010,9 +1022,6 @@ impl SubRunner {
             return true;
         }
         if hi == u64::MAX && version < lo && !versions.live.contains(&version) {
-            let names = flowc_compiler::build::TopicNames::new(&self.deployment.prefix, &plan.namespace);
-            let errors = names.errors();
-            let count = self.partitions.get(&errors).copied().unwrap_or(1);
             let text = format!(
                 "version {version} of pipeline {} stopped draining before this request reached {}; retry it (version {} runs now)",
                 plan.name, sub.name, versions.current
@@ -1022,7 +1031,7 @@ impl SubRunner {
                 .with_label_values(&[&plan.name, &sub.name, "version retired"])
                 .inc();
             tracing::warn!(pipeline = %plan.name, sub = %sub.name, version, key = %record.key, "record of a retired version answered with an error");
-            let mut error = crate::record::error_record(record, &plan.name, &text, count);
+            let (errors, mut error) = self.error_for(record, &plan.name, &text);
             error.set_header(header::PIPELINE, plan.name.clone());
             self.retired.push((
                 record.partition,
@@ -1114,15 +1123,7 @@ impl SubRunner {
                 tracing::warn!(error = %e, "aborting the transaction failed");
             }
         }
-        for ((topic, partition), offset) in std::mem::take(&mut self.uncommitted_from) {
-            if let Err(e) = self
-                .consumer
-                .seek(&topic, partition, Offset::Offset(offset), self.config.timeout)
-            {
-                tracing::warn!(topic, partition, error = %e, "seek failed");
-            }
-        }
-        self.pending.clear();
+        self.seek_to_uncommitted();
         std::thread::sleep(Duration::from_millis(500));
     }
 
@@ -1322,6 +1323,20 @@ impl SubRunner {
         }
     }
 
+    /// Seeks every partition back to its first record not committed yet; what was pending is
+    /// read again.
+    fn seek_to_uncommitted(&mut self) {
+        for ((topic, partition), offset) in std::mem::take(&mut self.uncommitted_from) {
+            if let Err(e) = self
+                .consumer
+                .seek(&topic, partition, Offset::Offset(offset), self.config.timeout)
+            {
+                tracing::warn!(topic, partition, error = %e, "seek failed");
+            }
+        }
+        self.pending.clear();
+    }
+
     /// Aborts the open transaction, rebuilds every task from its changelogs (the stores took
     /// the aborted batch's writes) and seeks back to the first uncommitted records.
     fn abort_and_rebuild(&mut self) -> Result<(), KafkaError> {
@@ -1336,15 +1351,7 @@ impl SubRunner {
             let task = self.build_task(p)?;
             self.tasks.insert(p, task);
         }
-        for ((topic, partition), offset) in std::mem::take(&mut self.uncommitted_from) {
-            if let Err(e) = self
-                .consumer
-                .seek(&topic, partition, Offset::Offset(offset), self.config.timeout)
-            {
-                tracing::warn!(topic, partition, error = %e, "seek failed");
-            }
-        }
-        self.pending.clear();
+        self.seek_to_uncommitted();
         Ok(())
     }
 }
