@@ -1,17 +1,21 @@
-//! Records per second through a 1-step plan on a real broker (tansu, started here), against
-//! a raw rdkafka pipe with the same hops on the same broker in the same run:
+//! Records per second through a 1-step plan on a real broker (`FLOWC_BENCH_BROKER`: Apache
+//! Kafka by default, or tansu; started here), against a raw rdkafka pipe with the same hops on
+//! the same broker in the same run:
 //!
 //!   flowc:    pipeline.bench.inputs → [step] → model.bench-id.inputs → [model call] →
 //!             model.bench-id.outputs → [output] → pipeline.bench.outputs
 //!   baseline: raw.in → [relay] → raw.model.inputs → [relay + the same gRPC model call] →
 //!             raw.model.outputs → [relay] → raw.out
 //!
-//! Both commit like flowc does (batch, wait for acknowledgements, then commit; the same
-//! `fetch.wait.max.ms`) and call the same in-process reference model server with up to 16
-//! calls in flight. Each side runs `ROUNDS` times over `RECORDS` records after a warm-up; the
-//! medians and their ratio are printed (goal: flowc/baseline >= 0.7).
+//! Both commit like flowc does (batch, wait for acknowledgements, then commit) and call the
+//! same in-process reference model server with up to 16 calls in flight. The raw relays use
+//! the broker's fastest raw client settings (benches/common `RawSettings`), flowc its own.
+//! Each side runs `ROUNDS` times over `RECORDS` records after a warm-up; the medians and their
+//! ratio are printed (goal: flowc/baseline >= 0.7).
 //!
-//!   cargo bench --bench broker            (FLOWC_BENCH_RECORDS, FLOWC_BENCH_ROUNDS to change)
+//!   cargo bench --bench broker
+//!   (FLOWC_BENCH_RECORDS, FLOWC_BENCH_ROUNDS to change; FLOWC_BENCH_X=key=value,… adds
+//!    librdkafka properties to the worker's clients)
 
 use std::time::Instant;
 
@@ -65,5 +69,6 @@ fn main() {
         "median flowc {f:.0} records/s, raw rdkafka pipe {r:.0} records/s, ratio {:.2} (goal >= 0.7)",
         f / r
     );
+    drop(p);
     bench.finish();
 }

@@ -1,8 +1,8 @@
 //! Memory of a worker and a gateway under load: the `flowc` binary run as separate processes
-//! (model server, worker, gateway) on a local broker, the 1-step pipeline of
-//! benches/one-step.yaml; their resident memory idle (ready, no traffic: the baseline) and
-//! at peak (VmHWM) after `FLOWC_BENCH_REQUESTS` synchronous requests from
-//! `FLOWC_BENCH_CLIENTS` concurrent HTTP clients. Linux only (/proc).
+//! (model server, worker, gateway) on a local broker (`FLOWC_BENCH_BROKER`: Apache Kafka by
+//! default, or tansu), the 1-step pipeline of benches/one-step.yaml; their resident memory
+//! idle (ready, no traffic: the baseline) and at peak (VmHWM) after `FLOWC_BENCH_REQUESTS`
+//! synchronous requests from `FLOWC_BENCH_CLIENTS` concurrent HTTP clients. Linux only (/proc).
 //!
 //!   cargo bench --bench memory   (FLOWC_BENCH_REQUESTS=20000, FLOWC_BENCH_CLIENTS=64)
 
@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use flowc_runtime::devbroker::DevBroker;
 use flowc_runtime::model_rest::request_to_json;
 
 mod common;
@@ -62,7 +61,8 @@ fn free_port() -> u16 {
 fn main() {
     let requests = env_usize("FLOWC_BENCH_REQUESTS", 20_000);
     let clients = env_usize("FLOWC_BENCH_CLIENTS", 64).max(1);
-    let broker = DevBroker::start().expect("start the broker (scripts/install-broker.sh)");
+    common::announce();
+    let broker = common::start_broker();
     let b = broker.bootstrap();
     let dir = tempfile::tempdir().unwrap();
     let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/one-step.yaml");

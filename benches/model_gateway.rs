@@ -1,14 +1,17 @@
 //! The model gateway's overhead: model calls made through Kafka topics by flowc's worker
 //! (its model-call sub-topology alone), against calling the same model server directly, in
-//! one run on a real broker (tansu, started here) and an in-process reference model server.
+//! one run on a real broker (`FLOWC_BENCH_BROKER`, Apache Kafka by default, started here) and
+//! an in-process reference model server.
 //!
 //!   direct:  GrpcModels::infer("bench-id", request)
 //!   topics:  seldon.default.model.bench-id.inputs → [worker: model call] →
 //!            seldon.default.model.bench-id.outputs
+//!   floor:   2 raw produce→consume round trips (one per topic; benches/common `Hop`, the
+//!            broker's fastest raw settings) plus one direct call
 //!
 //! Both sides send the same FP32 [1,16] request to the same identity model. Measured:
 //!   - latency: sequential calls (direct) / round trips (topics: produce one record, wait for
-//!     its output), p50 and p99 in ms;
+//!     its output), p50 and p99 in ms, interleaved with the floor's round trips;
 //!   - throughput: `FLOWC_BENCH_RECORDS` calls with `FLOWC_BENCH_THREADS` threads in flight
 //!     (direct) / records produced at once until all their outputs arrived (topics).
 //!
@@ -16,24 +19,23 @@
 //! (benches/one-step.yaml), which uses the model; the worker runs the whole plan, so its
 //! pipeline-output sub-topology also reads the model outputs (it is not on the measured path).
 //!
-//! A "broker floor" line (produce one record, read it back from the same topic) shows what
-//! the broker alone costs per hop. Round-trip records are acked by polling the producer, not by
-//! `BaseProducer::flush`: in rdkafka 0.39 `flush` polls in whole 100 ms slices (`poll` runs to
-//! its deadline), so a flush of one record takes ~100 ms however fast the broker acks
-//! (FLOWC_BENCH_ROUND_TRIP_FLUSH=1 shows it). The worker flushes every batch the same way.
+//! Round-trip records are acked by polling the producer, not by `BaseProducer::flush`: in
+//! rdkafka 0.39 `flush` polls in whole 100 ms slices (`poll` runs to its deadline), so a flush
+//! of one record takes ~100 ms however fast the broker acks (FLOWC_BENCH_ROUND_TRIP_FLUSH=1
+//! shows it). The worker waits for acknowledgements the same way.
 //!
 //!   cargo bench --bench model_gateway
 //!   (FLOWC_BENCH_RECORDS=5000, FLOWC_BENCH_THREADS=16, FLOWC_BENCH_DIRECT_CALLS=500,
 //!    FLOWC_BENCH_ROUND_TRIPS=200, FLOWC_BENCH_TIMEOUT_SECS=300 to change;
-//!    FLOWC_BENCH_WORKER_FETCH_WAIT_MS sets the worker's `fetch.wait.max.ms`, librdkafka's
-//!    default being 500; FLOWC_BENCH_ROUND_TRIP_FLUSH=1 acks round trips with `flush`)
+//!    FLOWC_BENCH_WORKER_FETCH_WAIT_MS sets the worker's `fetch.wait.max.ms` (default: the
+//!    broker flavour's), FLOWC_BENCH_X=key=value,… other properties of flowc's clients;
+//!    FLOWC_BENCH_ROUND_TRIP_FLUSH=1 acks round trips with `flush`)
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowc_runtime::devbroker::DevBroker;
 use flowc_runtime::kafka::KafkaConfig;
 use flowc_runtime::model_client::GrpcModels;
 use flowc_runtime::operator::ModelBackend;
@@ -134,24 +136,14 @@ fn round_trip(p: &BaseProducer, c: &BaseConsumer, key: &str, value: &[u8]) -> (f
     (t.elapsed().as_secs_f64() * 1e3, acked)
 }
 
-/// `n` round trips keyed `<tag>-<i>`: ((p50, p99) of the round trips, p50 of the acks), ms.
-fn round_trips(p: &BaseProducer, c: &BaseConsumer, tag: &str, n: usize, value: &[u8]) -> ((f64, f64), f64) {
-    let (mut lat, mut acks) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for i in 0..n {
-        let (l, a) = round_trip(p, c, &format!("{tag}-{i}"), value);
-        lat.push(l);
-        acks.push(a);
-    }
-    (summarize(lat), summarize(acks).0)
-}
-
 fn main() {
     let records = env_usize("FLOWC_BENCH_RECORDS", 5_000);
     let threads = env_usize("FLOWC_BENCH_THREADS", 16).max(1);
     let direct_calls = env_usize("FLOWC_BENCH_DIRECT_CALLS", 500).max(1);
     let round_trip_count = env_usize("FLOWC_BENCH_ROUND_TRIPS", 200).max(1);
 
-    let broker = DevBroker::start().expect("start the broker (scripts/install-broker.sh)");
+    common::announce();
+    let broker = common::start_broker();
     let bootstrap = broker.bootstrap();
 
     // The reference model server, in process.
@@ -196,9 +188,16 @@ fn main() {
     println!("direct  throughput: {records} calls, {threads} in flight, in {secs:.2} s = {direct_rate:.0} calls/s");
 
     // ---- Through topics ----
-    let mut config = KafkaConfig::new(&bootstrap);
-    if let Ok(ms) = std::env::var("FLOWC_BENCH_WORKER_FETCH_WAIT_MS") {
-        // librdkafka's default is 500; the worker's clients take extra properties from here.
+    let mut config = common::flowc_properties(
+        KafkaConfig::new(&bootstrap)
+            .detect_broker()
+            .expect("the broker answers"),
+    );
+    if let Some(ms) = std::env::var("FLOWC_BENCH_WORKER_FETCH_WAIT_MS")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        // The worker's clients take extra properties from here.
         config = config.with("fetch.wait.max.ms", &ms);
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -207,25 +206,32 @@ fn main() {
 
     let value = req.encode_to_vec();
     let bulk = common::producer(&bootstrap, 2);
-    let single = common::producer(&bootstrap, 0);
+    let single = common::RawSettings::current().producer(&bootstrap);
     let out = reader(&bootstrap, OUTPUTS);
-    let echo = reader(&bootstrap, INPUTS);
     // Warm up: the worker's group joined, connections open.
     produce(&bulk, "warm", 50, &value);
     await_keys(&out, "warm", 50);
+    let mut hop = common::Hop::new(&config);
 
-    // The broker's own floor: produce one record, read it back from the same topic.
-    await_keys(&echo, "warm", 50);
-    let ((b50, b99), ack) = round_trips(&single, &echo, "echo", round_trip_count, &value);
-    println!(
-        "broker  floor:      {round_trip_count} produce → read back on one topic: p50 {b50:.3} ms, p99 {b99:.3} ms (produce acked: p50 {ack:.3} ms)"
-    );
-    drop(echo);
-
-    let ((t50, t99), ack) = round_trips(&single, &out, "lat", round_trip_count, &value);
+    // Latency: a round trip through the topics, then the floor (2 raw hops + a direct call).
+    let (mut lat, mut acks, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+    let mut hops = Vec::new();
+    for i in 0..round_trip_count {
+        let (l, a) = round_trip(&single, &out, &format!("lat-{i}"), &value);
+        lat.push(l);
+        acks.push(a);
+        let (h1, h2) = (hop.round_trip(), hop.round_trip());
+        hops.extend([h1, h2]);
+        let t = Instant::now();
+        grpc.infer(MODEL, req.clone()).expect("direct call");
+        floor.push(h1 + h2 + t.elapsed().as_secs_f64() * 1e3);
+    }
+    let ((t50, t99), ack, (f50, f99)) = (summarize(lat), summarize(acks).0, summarize(floor));
     println!(
         "topics  latency:    {round_trip_count} sequential round trips: p50 {t50:.3} ms, p99 {t99:.3} ms (produce acked: p50 {ack:.3} ms)"
     );
+    println!("floor   latency:    2 raw round trips + 1 direct call: p50 {f50:.3} ms, p99 {f99:.3} ms");
+    hop.print(&hops);
 
     let started = Instant::now();
     produce(&bulk, "tput", records, &value);
@@ -238,10 +244,11 @@ fn main() {
     );
 
     println!(
-        "ratios: throughput topics/direct {:.3}, latency p50 topics/direct {:.1}x (p99 {:.1}x)",
+        "ratios: throughput topics/direct {:.3}, latency p50 topics/floor {:.2} (p99 {:.2}), p50 topics/direct {:.1}x",
         topics_rate / direct_rate,
-        t50 / d50,
-        t99 / d99
+        t50 / f50,
+        t99 / f99,
+        t50 / d50
     );
 
     stop.store(true, Ordering::Relaxed);

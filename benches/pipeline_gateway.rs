@@ -1,18 +1,22 @@
 //! The pipeline gateway's synchronous latency and throughput for a 1-step pipeline
-//! (benches/one-step.yaml: pipeline inputs → step → model call → output, three hops), against
-//! the floor measured in the same run on the same broker (tansu, started here) and the same
-//! in-process reference model server:
+//! (benches/one-step.yaml: pipeline inputs → step → model call → output: three relays over four
+//! topics), against the floor measured in the same run on the same broker (`FLOWC_BENCH_BROKER`,
+//! Apache Kafka by default, started here) and the same in-process reference model server:
 //!
-//!   gateway:  HTTP POST /v2/pipelines/bench/infer → flowc gateway → [worker, 3 hops] → answer
-//!   floor:    per request, 3 raw produce→consume round trips on one topic (nothing in between)
-//!             plus one direct gRPC call of the model
+//!   gateway:  HTTP POST /v2/pipelines/bench/infer → flowc gateway → pipeline inputs →
+//!             [step] → model inputs → [model call] → model outputs → [output] →
+//!             pipeline outputs → gateway → answer
+//!   floor:    per request, 4 raw produce→consume round trips (one per topic the request
+//!             crosses; benches/common `Hop`, the broker's fastest raw settings) plus one
+//!             direct gRPC call of the model
 //!   raw pipe: records through three raw rdkafka relays, the middle one calling the model
 //!             (benches/common: the baseline of the broker bench)
 //!
-//! Latency: sequential requests, p50 and p99 (goal: gateway p50 within 1.2× of the floor p50).
-//! Throughput: `FLOWC_BENCH_REQUESTS` requests from `FLOWC_BENCH_CLIENTS` concurrent callers,
-//! over HTTP (a blocking client thread each) and over gRPC (async calls on one connection),
-//! against the same number of records through the raw pipe (goal: at least 0.7×).
+//! Latency: sequential requests, p50 and p99 (goal: gateway p50 within 1.2× of the floor p50);
+//! the single round trips are printed too (`raw hop`). Throughput: `FLOWC_BENCH_REQUESTS`
+//! requests from `FLOWC_BENCH_CLIENTS` concurrent callers, over HTTP (a blocking client thread
+//! each) and over gRPC (async calls on one connection), against the same number of records
+//! through the raw pipe (goal: at least 0.7×).
 //!
 //! Callers are closed loops (the next request once the answer is in) and run on the same
 //! machine as everything else, while the raw pipe gets all its records at once: on a 2-core
@@ -21,47 +25,24 @@
 //!
 //!   cargo bench --bench pipeline_gateway
 //!   (FLOWC_BENCH_LATENCY_SAMPLES=200, FLOWC_BENCH_REQUESTS=10000, FLOWC_BENCH_CLIENTS=256;
-//!    FLOWC_BENCH_HTTP=0 skips the HTTP throughput run)
+//!    FLOWC_BENCH_HTTP=0 skips the HTTP throughput run; FLOWC_BENCH_X=key=value,… adds
+//!    librdkafka properties to flowc's clients, the worker's and the gateway's)
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use flowc_runtime::gateway::{Gateway, GatewayOptions};
-use flowc_runtime::kafka::deploy;
 use flowc_runtime::model_rest::request_to_json;
 use flowc_runtime::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use prost::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 mod common;
 
 use common::{agent, call, env_usize, summarize, MODEL};
 
-const ECHO: &str = "raw.echo";
-
-/// One produce→consume round trip on [`ECHO`] (partition 0), in ms.
-fn echo_round_trip(p: &BaseProducer, c: &BaseConsumer, key: &str, value: &[u8]) -> f64 {
-    let t = Instant::now();
-    let mut record = BaseRecord::to(ECHO).key(key).payload(value).partition(0);
-    while let Err((_, r)) = p.send(record) {
-        record = r;
-        p.poll(Duration::from_millis(1));
-    }
-    common::settle(p);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "{ECHO}: {key} never came back");
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            if m.key() == Some(key.as_bytes()) {
-                return t.elapsed().as_secs_f64() * 1e3;
-            }
-        }
-    }
-}
+/// Topics a request crosses, each one produce→consume round trip.
+const TOPICS_CROSSED: usize = 4;
 
 fn main() {
     let samples = env_usize("FLOWC_BENCH_LATENCY_SAMPLES", 200).max(1);
@@ -70,18 +51,6 @@ fn main() {
 
     let bench = common::Bench::start();
     let (bootstrap, rt, models, config) = (bench.bootstrap.as_str(), &bench.rt, bench.models.clone(), &bench.config);
-    deploy::Cluster::connect(config)
-        .unwrap()
-        .create_topics(
-            &[deploy::TopicSpec {
-                name: ECHO.to_string(),
-                partitions: 1,
-                compacted: false,
-            }],
-            1,
-        )
-        .unwrap();
-
     // The gateway, in process: its HTTP front on a free port, its consumer on a thread.
     let gateway = rt
         .block_on(async { Gateway::new(config, GatewayOptions::new("seldon", "default")) })
@@ -117,43 +86,40 @@ fn main() {
     let p = common::producer(bootstrap, 0);
     common::produce(&p, common::RAW[0], "warm", 50, &value, Some("bench"));
     common::await_keys(bootstrap, common::RAW[3], "warm", 50);
-    let echo: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "bench-echo")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(ECHO, 0, Offset::Beginning).unwrap();
-    echo.assign(&tpl).unwrap();
-    for i in 0..20 {
-        echo_round_trip(&p, &echo, &format!("warm-{i}"), &value);
-    }
+    let mut hop = common::Hop::new(config);
 
     // Latency, interleaved so both sides see the same machine.
     let (mut gw, mut floor) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
-    for i in 0..samples {
+    let mut hops = Vec::with_capacity(samples * TOPICS_CROSSED);
+    let mut model_calls = Vec::with_capacity(samples);
+    for _ in 0..samples {
         let t = Instant::now();
         call(&a, &infer, &body);
         gw.push(t.elapsed().as_secs_f64() * 1e3);
         let mut f = 0.0;
-        for hop in 0..3 {
-            f += echo_round_trip(&p, &echo, &format!("floor-{i}-{hop}"), &value);
+        for _ in 0..TOPICS_CROSSED {
+            let ms = hop.round_trip();
+            hops.push(ms);
+            f += ms;
         }
         let t = Instant::now();
         models.infer(MODEL, common::request()).unwrap();
-        f += t.elapsed().as_secs_f64() * 1e3;
-        floor.push(f);
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        model_calls.push(ms);
+        floor.push(f + ms);
     }
     let ((g50, g99), (f50, f99)) = (summarize(gw), summarize(floor));
     println!("latency ({samples} sequential requests):");
     println!("  gateway  p50 {g50:7.2} ms  p99 {g99:7.2} ms");
-    println!("  floor    p50 {f50:7.2} ms  p99 {f99:7.2} ms  (3 raw round trips + 1 direct model call)");
+    println!("  floor    p50 {f50:7.2} ms  p99 {f99:7.2} ms  ({TOPICS_CROSSED} raw round trips + 1 direct model call)");
     println!(
         "  ratio    p50 {:.2}  p99 {:.2}  (goal: p50 <= 1.2)",
         g50 / f50,
         g99 / f99
     );
+    let (m50, m99) = summarize(model_calls);
+    println!("  model    p50 {m50:7.3} ms  p99 {m99:7.3} ms  (the direct model calls of the floor)");
+    hop.print(&hops);
 
     // Throughput: concurrent callers through the gateway (HTTP: one blocking client thread
     // each; gRPC: async calls on one HTTP/2 connection), then the same count through the raw pipe.
@@ -214,5 +180,7 @@ fn main() {
 
     gateway.stop();
     let _ = consumer.join();
+    // Every client goes before the broker: one closing after it waits out its timeouts.
+    drop((hop, p, gateway));
     bench.finish();
 }

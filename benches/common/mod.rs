@@ -1,6 +1,10 @@
-//! What the broker benches share: the request they send, the in-process reference model
-//! server, the 1-step plan deployed with a worker running it in process, and the raw rdkafka
-//! pipe with the same hops that serves as their baseline.
+//! What the broker benches share: the broker they run on (`FLOWC_BENCH_BROKER`), the request
+//! they send, the in-process reference model server, the 1-step plan deployed with a worker
+//! running it in process, and the raw baselines on the same broker: the raw rdkafka pipe with
+//! the same hops, and the raw produce→consume round trip of one hop ([`Hop`]).
+//!
+//! Every raw client uses [`RawSettings::of`] the broker: the fastest settings a hand-written
+//! client gets on it, so a ratio to a raw baseline is flowc's own cost, not a tuning gap.
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
@@ -57,6 +61,101 @@ pub fn producer(bootstrap: &str, linger_ms: u32) -> rdkafka::producer::BaseProdu
         .unwrap()
 }
 
+/// The client settings of the raw baselines on one broker ([`Hop`], the raw pipe's relays and
+/// the readers that time the benches): the fastest measured there.
+///
+/// * Apache Kafka answers a waiting fetch as soon as a record arrives, so a long
+///   `fetch.wait.max.ms` costs nothing and saves idle polling: librdkafka's 500 ms (measured:
+///   a hop and the raw pipe as fast as at 1 ms or 100 ms, within the noise).
+/// * tansu holds every fetch for the whole wait even when data arrives, so a hop pays about
+///   half the wait: 1 ms, the lowest round trip (measured: 1.8 ms a hop, against 1.9 at 2 ms,
+///   2.9 at 5 and 5.6 at 10), at the price of a consumer polling the broker a thousand times a
+///   second while idle (measured: no cost to flowc's side of the same run).
+/// * `linger.ms=0` for [`Hop`] on both: a record leaves at once. The relays linger 2 ms
+///   ([`RawSettings::pipe_linger_ms`]): a relay queues its batch record by record, and without
+///   a linger librdkafka sends the first records in requests of their own (measured: the raw
+///   pipe at a third of its rate with `linger.ms=0`, on both brokers).
+/// * `acks=all` like flowc (its commits follow the acknowledgements); no idempotence, which is
+///   a cost flowc pays on Kafka and a raw client need not.
+///
+/// `FLOWC_BENCH_RAW_FETCH_WAIT_MS`, `FLOWC_BENCH_RAW_PIPE_FETCH_WAIT_MS`,
+/// `FLOWC_BENCH_RAW_LINGER_MS`, `FLOWC_BENCH_RAW_PIPE_LINGER_MS` and
+/// `FLOWC_BENCH_RAW_PIPE_MAX_IN_FLIGHT` (librdkafka's 5) override them (to measure).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawSettings {
+    /// `fetch.wait.max.ms` of [`Hop`] and the readers.
+    pub fetch_wait_ms: u32,
+    /// `fetch.wait.max.ms` of the raw pipe's relays.
+    pub pipe_fetch_wait_ms: u32,
+    /// `linger.ms` of [`Hop`].
+    pub linger_ms: u32,
+    /// `linger.ms` of the raw pipe's relays.
+    pub pipe_linger_ms: u32,
+    /// `max.in.flight.requests.per.connection` of the raw pipe's relays.
+    pub pipe_max_in_flight: u32,
+}
+
+impl RawSettings {
+    pub fn of(kind: flowc_runtime::devbroker::BrokerKind) -> RawSettings {
+        use flowc_runtime::devbroker::BrokerKind;
+        let fetch_wait_ms = match kind {
+            BrokerKind::Kafka => 500,
+            BrokerKind::Tansu => 1,
+        };
+        let var = |name, default: u32| env_usize(name, default as usize) as u32;
+        let fetch_wait_ms = var("FLOWC_BENCH_RAW_FETCH_WAIT_MS", fetch_wait_ms);
+        RawSettings {
+            fetch_wait_ms,
+            pipe_fetch_wait_ms: var("FLOWC_BENCH_RAW_PIPE_FETCH_WAIT_MS", fetch_wait_ms),
+            linger_ms: var("FLOWC_BENCH_RAW_LINGER_MS", 0),
+            pipe_linger_ms: var("FLOWC_BENCH_RAW_PIPE_LINGER_MS", 2),
+            pipe_max_in_flight: var("FLOWC_BENCH_RAW_PIPE_MAX_IN_FLIGHT", 5),
+        }
+    }
+
+    /// The settings of the broker of this run ([`broker_kind`]).
+    pub fn current() -> RawSettings {
+        RawSettings::of(broker_kind())
+    }
+
+    /// As the bench output and the report name them.
+    pub fn describe(&self) -> String {
+        let mut pipe = Vec::new();
+        if self.pipe_linger_ms != self.linger_ms {
+            pipe.push(format!("linger.ms={}", self.pipe_linger_ms));
+        }
+        if self.pipe_fetch_wait_ms != self.fetch_wait_ms {
+            pipe.push(format!("fetch.wait.max.ms={}", self.pipe_fetch_wait_ms));
+        }
+        if self.pipe_max_in_flight != 5 {
+            pipe.push(format!("max.in.flight={}", self.pipe_max_in_flight));
+        }
+        let pipe = if pipe.is_empty() {
+            String::new()
+        } else {
+            format!("; relays: {}", pipe.join(", "))
+        };
+        format!(
+            "linger.ms={}, fetch.wait.max.ms={}, acks=all{pipe}",
+            self.linger_ms, self.fetch_wait_ms
+        )
+    }
+
+    /// A raw producer: `acks=all`, `linger.ms` of these settings.
+    pub fn producer(&self, bootstrap: &str) -> BaseProducer {
+        producer(bootstrap, self.linger_ms)
+    }
+}
+
+/// Prints which broker and raw settings this bench runs with (the report reads it).
+pub fn announce() {
+    println!(
+        "broker: {} (raw clients: {})",
+        broker_kind(),
+        RawSettings::current().describe()
+    );
+}
+
 /// Serves [`MODEL`] as the identity reference model over gRPC on `rt`; returns its URL.
 pub fn start_model_server(rt: &tokio::runtime::Runtime) -> String {
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
@@ -64,6 +163,31 @@ pub fn start_model_server(rt: &tokio::runtime::Runtime) -> String {
     let server = ReferenceServer::new().with_model(MODEL, "identity").unwrap();
     rt.spawn(serve(listener, server, std::future::pending()));
     url
+}
+
+/// The broker a bench runs on: `FLOWC_BENCH_BROKER` (`kafka`, the default, or `tansu`).
+pub fn broker_kind() -> flowc_runtime::devbroker::BrokerKind {
+    use flowc_runtime::devbroker::BrokerKind;
+    BrokerKind::from_env("FLOWC_BENCH_BROKER", BrokerKind::Kafka).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A fresh broker of [`broker_kind`].
+pub fn start_broker() -> flowc_runtime::devbroker::DevBroker {
+    let kind = broker_kind();
+    flowc_runtime::devbroker::DevBroker::start(kind).unwrap_or_else(|e| {
+        panic!("start the {kind} broker (scripts/install-kafka.sh, scripts/install-broker.sh): {e}")
+    })
+}
+
+/// `config` with the librdkafka properties of `FLOWC_BENCH_X` (`key=value,key=value`) added:
+/// flowc's clients (worker, gateway) take them, as from `-X`; the raw clients do not.
+pub fn flowc_properties(mut config: KafkaConfig) -> KafkaConfig {
+    for property in std::env::var("FLOWC_BENCH_X").unwrap_or_default().split(',') {
+        if let Some((k, v)) = property.split_once('=') {
+            config = config.with(k.trim(), v.trim());
+        }
+    }
+    config
 }
 
 /// Applies `benches/one-step.yaml` and runs a worker for it in process until `stop`.
@@ -84,6 +208,8 @@ pub fn deploy_and_run(
         replication: 1,
         dry_run: false,
         gateway_url: "http://127.0.0.1:9010".into(),
+        drain: deploy::DEFAULT_DRAIN,
+        guarantee: None,
     };
     deploy::apply(config, &plan, &options).expect("apply");
     let mut wopts = worker::WorkerOptions::new("seldon", state);
@@ -96,6 +222,7 @@ pub fn deploy_and_run(
 /// and the raw pipe beside it: what the throughput benches compare.
 pub struct Bench {
     pub bootstrap: String,
+    pub raw: RawSettings,
     pub rt: tokio::runtime::Runtime,
     pub models: Arc<dyn ModelBackend>,
     pub config: KafkaConfig,
@@ -107,19 +234,25 @@ pub struct Bench {
 
 impl Bench {
     pub fn start() -> Bench {
-        let broker =
-            flowc_runtime::devbroker::DevBroker::start().expect("start the broker (scripts/install-broker.sh)");
+        announce();
+        let broker = start_broker();
         let bootstrap = broker.bootstrap();
+        let raw = RawSettings::current();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let url = start_model_server(&rt);
         let models: Arc<dyn ModelBackend> = Arc::new(flowc_runtime::model_client::GrpcModels::connect(&url).unwrap());
-        let config = KafkaConfig::new(&bootstrap);
+        let config = flowc_properties(
+            KafkaConfig::new(&bootstrap)
+                .detect_broker()
+                .expect("the broker answers"),
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let state = tempfile::tempdir().unwrap();
         let mut handles = vec![deploy_and_run(&config, models.clone(), stop.clone(), state.path())];
-        handles.extend(start_raw_pipe(&config, models.clone(), stop.clone()));
+        handles.extend(start_raw_pipe(&config, raw, models.clone(), stop.clone()));
         Bench {
             bootstrap,
+            raw,
             rt,
             models,
             config,
@@ -130,7 +263,8 @@ impl Bench {
         }
     }
 
-    /// Stops the worker and the relays.
+    /// Stops the worker and the relays, then the broker. Drop the bench's own clients first: one
+    /// that closes after the broker is gone waits out its timeouts.
     pub fn finish(self) {
         self.stop.store(true, Ordering::Relaxed);
         for h in self.handles {
@@ -147,6 +281,7 @@ pub const RAW: [&str; 4] = ["raw.in", "raw.model.inputs", "raw.model.outputs", "
 /// through `models`; they run until `stop`.
 pub fn start_raw_pipe(
     config: &KafkaConfig,
+    raw: RawSettings,
     models: Arc<dyn ModelBackend>,
     stop: Arc<AtomicBool>,
 ) -> Vec<JoinHandle<()>> {
@@ -169,9 +304,9 @@ pub fn start_raw_pipe(
     };
     let bootstrap = config.bootstrap.clone();
     vec![
-        relay(bootstrap.clone(), RAW[0], RAW[1], stop.clone(), |b| b.to_vec()),
-        relay(bootstrap.clone(), RAW[1], RAW[2], stop.clone(), call),
-        relay(bootstrap, RAW[2], RAW[3], stop, |b| b.to_vec()),
+        relay(bootstrap.clone(), raw, RAW[0], RAW[1], stop.clone(), |b| b.to_vec()),
+        relay(bootstrap.clone(), raw, RAW[1], RAW[2], stop.clone(), call),
+        relay(bootstrap, raw, RAW[2], RAW[3], stop, |b| b.to_vec()),
     ]
 }
 
@@ -210,12 +345,12 @@ pub fn send_one(p: &BaseProducer, topic: &str, key: &str, value: &[u8], pipeline
     }
 }
 
-/// A reader of every partition of `topic` from its beginning, polling with short fetch waits.
+/// A reader of every partition of `topic` from its beginning, with the raw settings' fetch wait.
 pub fn reader(bootstrap: &str, topic: &str) -> BaseConsumer {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "bench-reader")
-        .set("fetch.wait.max.ms", "5")
+        .set("fetch.wait.max.ms", RawSettings::current().fetch_wait_ms.to_string())
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
@@ -290,6 +425,7 @@ pub fn await_keys(bootstrap: &str, topic: &str, tag: &str, n: usize) -> Instant 
 /// transform the batch on up to 16 threads (as flowc's model calls run), flush, commit.
 pub fn relay(
     bootstrap: String,
+    raw: RawSettings,
     from: &'static str,
     to: &'static str,
     stop: Arc<AtomicBool>,
@@ -303,11 +439,20 @@ pub fn relay(
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "6000")
             .set("max.poll.interval.ms", "10000")
-            .set("fetch.wait.max.ms", "10")
+            .set("fetch.wait.max.ms", raw.pipe_fetch_wait_ms.to_string())
             .create()
             .unwrap();
         c.subscribe(&[from]).unwrap();
-        let p = producer(&bootstrap, 2);
+        let p: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("linger.ms", raw.pipe_linger_ms.to_string())
+            .set(
+                "max.in.flight.requests.per.connection",
+                raw.pipe_max_in_flight.to_string(),
+            )
+            .set("acks", "all")
+            .create()
+            .unwrap();
         while !stop.load(Ordering::Relaxed) {
             let mut offsets = TopicPartitionList::new();
             let started = Instant::now();
@@ -368,4 +513,87 @@ pub fn settle(p: &BaseProducer) {
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// The topic of [`Hop`]'s round trips (one partition).
+pub const ECHO: &str = "raw.echo";
+
+/// The raw floor of one hop: produce one record to [`ECHO`] and read it back with a consumer
+/// already waiting on the topic, with the broker's [`RawSettings`]. A flowc hop does the same
+/// plus its own work.
+pub struct Hop {
+    p: BaseProducer,
+    c: BaseConsumer,
+    pub raw: RawSettings,
+    next: usize,
+}
+
+impl Hop {
+    /// Creates [`ECHO`] and warms the clients up with 20 round trips.
+    pub fn new(config: &KafkaConfig) -> Hop {
+        deploy::Cluster::connect(config)
+            .unwrap()
+            .create_topics(
+                &[deploy::TopicSpec {
+                    name: ECHO.to_string(),
+                    partitions: 1,
+                    compacted: false,
+                }],
+                1,
+            )
+            .unwrap();
+        let raw = RawSettings::current();
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &config.bootstrap)
+            .set("group.id", "bench-echo")
+            .set("fetch.wait.max.ms", raw.fetch_wait_ms.to_string())
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(ECHO, 0, Offset::Beginning).unwrap();
+        c.assign(&tpl).unwrap();
+        let mut hop = Hop {
+            p: raw.producer(&config.bootstrap),
+            c,
+            raw,
+            next: 0,
+        };
+        for _ in 0..20 {
+            hop.round_trip();
+        }
+        hop
+    }
+
+    /// One produce→consume round trip, in ms: from the send until the consumer has the record.
+    /// The acknowledgement is awaited after that, untimed: like a flowc hop, where the next
+    /// consumer reads the record while the producer's acknowledgement is still on its way.
+    pub fn round_trip(&mut self) -> f64 {
+        let key = format!("hop-{}", self.next);
+        self.next += 1;
+        let value = request().encode_to_vec();
+        let t = Instant::now();
+        send_one(&self.p, ECHO, &key, &value, None);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let ms = loop {
+            assert!(Instant::now() < deadline, "{ECHO}: {key} never came back");
+            if let Some(Ok(m)) = self.c.poll(Duration::from_millis(100)) {
+                if m.key() == Some(key.as_bytes()) {
+                    break t.elapsed().as_secs_f64() * 1e3;
+                }
+            }
+        };
+        settle(&self.p);
+        ms
+    }
+
+    /// Prints the line the report reads: p50 and p99 of `ms` (single round trips).
+    pub fn print(&self, ms: &[f64]) {
+        let (p50, p99) = summarize(ms.to_vec());
+        println!(
+            "raw hop  p50 {p50:.3} ms  p99 {p99:.3} ms  ({} produce→consume round trips on {}; {})",
+            ms.len(),
+            broker_kind(),
+            self.raw.describe()
+        );
+    }
 }
