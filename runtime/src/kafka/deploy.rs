@@ -349,11 +349,11 @@ fn next_version(
         .plan
         .sub_topologies
         .iter()
-        .map(|s| (s.name.as_str(), serde_json::to_string(s).unwrap_or_default()))
+        .map(|s| (s.name.as_str(), super::control::sub_spec(s)))
         .collect();
     let mut since = BTreeMap::new();
     for sub in &new.sub_topologies {
-        let same = old_specs.get(sub.name.as_str()) == Some(&serde_json::to_string(sub).unwrap_or_default());
+        let same = old_specs.get(sub.name.as_str()) == Some(&super::control::sub_spec(sub));
         let n = if same {
             super::control::since_of(&old.since, &sub.name)
         } else {
@@ -471,12 +471,7 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
     let mut partitions_of: BTreeMap<String, i32> = BTreeMap::new();
     for p in &runnable_plans {
         for e in p.check_copartitioning(|t| existing.get(t).copied()) {
-            let counts: Vec<String> = e.topics.iter().map(|(t, n)| format!("{t} has {n}")).collect();
-            problems.push(format!(
-                "pipeline {} joins topics with different partition counts, so its joins could never match keys: {} (recreate them with one count, or change the pipeline)",
-                e.pipeline,
-                counts.join(", ")
-            ));
+            problems.push(copartition_problem(&e));
         }
         for group in &p.copartition_groups {
             let count = group
@@ -570,14 +565,7 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
         let mismatched: Vec<String> = runnable_plans
             .iter()
             .flat_map(|p| p.check_copartitioning(|t| current.get(t).copied()))
-            .map(|e| {
-                let counts: Vec<String> = e.topics.iter().map(|(t, n)| format!("{t} has {n}")).collect();
-                format!(
-                    "pipeline {} joins topics with different partition counts, so its joins could never match keys: {} (recreate them with one count, or change the pipeline)",
-                    e.pipeline,
-                    counts.join(", ")
-                )
-            })
+            .map(|e| copartition_problem(&e))
             .collect();
         if !mismatched.is_empty() {
             return Err(KafkaError::Deploy(mismatched.join("\n")));
@@ -643,6 +631,16 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
     Ok(report)
 }
 
+/// What `apply` says of joined topics whose partition counts differ (rule 11).
+fn copartition_problem(e: &flowc_compiler::plan::CopartitionError) -> String {
+    let counts: Vec<String> = e.topics.iter().map(|(t, n)| format!("{t} has {n}")).collect();
+    format!(
+        "pipeline {} joins topics with different partition counts, so its joins could never match keys: {} (recreate them with one count, or change the pipeline)",
+        e.pipeline,
+        counts.join(", ")
+    )
+}
+
 fn json_record(d: &Deployment) -> Result<(String, Option<Vec<u8>>), KafkaError> {
     let value = serde_json::to_vec(d).map_err(|e| KafkaError::Deploy(format!("cannot encode {}: {e}", d.key())))?;
     Ok((d.key(), Some(value)))
@@ -672,7 +670,7 @@ pub fn diff(old: &PipelinePlan, new: &PipelinePlan) -> Vec<String> {
     let subs = |p: &PipelinePlan| -> BTreeMap<String, String> {
         p.sub_topologies
             .iter()
-            .map(|s| (s.name.clone(), serde_json::to_string(s).unwrap_or_default()))
+            .map(|s| (s.name.clone(), super::control::sub_spec(s)))
             .collect()
     };
     let (a, b) = (subs(old), subs(new));
