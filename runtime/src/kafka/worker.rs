@@ -207,12 +207,11 @@ fn reconcile(
                 // A model call shared by several pipelines runs once (one group per model); a
                 // sub-topology that two versions share serves both.
                 Some(w) => {
-                    if Arc::ptr_eq(&w.deployment, deployment) || w.deployment.plan.name == deployment.plan.name {
+                    if w.deployment.plan.name == deployment.plan.name {
                         w.versions = (w.versions.0.min(lo), w.versions.1.max(hi));
                     }
                 }
                 None => {
-                    let spec = runner_spec(sub);
                     // A model call is shared: it runs exactly once if the worker or any
                     // pipeline calling the model asks for it (else the model's outputs could
                     // hold a retried batch twice, and so could every pipeline after it).
@@ -228,7 +227,7 @@ fn reconcile(
                     wanted.insert(
                         sub.consumer_group.clone(),
                         Wanted {
-                            spec: format!("{spec}{}", if exactly_once { " exactly-once" } else { "" }),
+                            spec: runner_spec(sub, exactly_once),
                             deployment: deployment.clone(),
                             sub: i,
                             versions: (lo, hi),
@@ -270,8 +269,9 @@ fn reconcile(
         if wanted.contains_key(&sub.consumer_group) {
             continue;
         }
-        let spec = runner_spec(sub);
         let group = sub.consumer_group.clone();
+        let exactly_once = options.guarantee == Guarantee::ExactlyOnce;
+        let spec = runner_spec(sub, exactly_once);
         let deployment = Arc::new(PipelineDeployment {
             prefix: options.prefix.clone(),
             plan,
@@ -282,11 +282,10 @@ fn reconcile(
             draining: Vec::new(),
             guarantee: None,
         });
-        let exactly_once = options.guarantee == Guarantee::ExactlyOnce;
         wanted.insert(
             group,
             Wanted {
-                spec: format!("{spec}{}", if exactly_once { " exactly-once" } else { "" }),
+                spec,
                 deployment,
                 sub: 0,
                 versions: (0, u64::MAX),
@@ -356,13 +355,16 @@ fn reconcile(
     }
 }
 
-/// What a runner runs, to compare across deployment-log changes: the sub-topology without its
-/// position in its plan (a model's call is the same whether a pipeline or the Model alone
-/// deploys it, so deleting the last pipeline that uses a model does not restart its call).
-fn runner_spec(sub: &flowc_compiler::plan::SubTopology) -> String {
-    let mut sub = sub.clone();
-    sub.id = 0;
-    serde_json::to_string(&sub).unwrap_or_default()
+/// What a runner runs, to compare across deployment-log changes: the sub-topology
+/// (`control::sub_spec`: deleting the last pipeline that uses a model does not restart its
+/// call) and its processing guarantee.
+fn runner_spec(sub: &flowc_compiler::plan::SubTopology, exactly_once: bool) -> String {
+    let spec = super::control::sub_spec(sub);
+    if exactly_once {
+        format!("{spec} exactly-once")
+    } else {
+        spec
+    }
 }
 
 // ------------------------------------------------------------------ client contexts
@@ -464,8 +466,9 @@ struct SubRunner {
     metrics: crate::metrics::StepMetrics,
     /// The pipeline versions this runner serves (kept up to date by `reconcile`).
     versions: Arc<std::sync::RwLock<(u64, u64)>>,
-    /// Error records for requests whose version retired before they got here.
-    retired: Vec<(i32, TaskOutput)>,
+    /// Error records written in place of records this runner read and did not work on (a
+    /// deadline passed, a version retired), per input partition; sent by the poll loop.
+    error_outputs: Vec<(i32, TaskOutput)>,
     /// Exactly once: outputs, changelog records and input offsets in one transaction per batch.
     exactly_once: bool,
     /// The largest record the producer may send (`message.max.bytes`).
@@ -544,7 +547,7 @@ impl SubRunner {
             uncommitted_from: BTreeMap::new(),
             metrics,
             versions,
-            retired: Vec::new(),
+            error_outputs: Vec::new(),
             exactly_once,
             in_transaction: std::cell::Cell::new(false),
             max_message_bytes,
@@ -593,7 +596,7 @@ impl SubRunner {
                     Some(Ok(message)) => {
                         handled += 1;
                         let Some((topic, record)) = self.take(&message) else {
-                            for (partition, out) in std::mem::take(&mut self.retired) {
+                            for (partition, out) in std::mem::take(&mut self.error_outputs) {
                                 self.send(partition, out)?;
                             }
                             continue;
@@ -778,15 +781,12 @@ impl SubRunner {
                 .options
                 .state_dir
                 .join(format!("{}.{}", plan.namespace, plan.name))
-                // By group: a sub-topology that a later version changed runs beside the old
-                // one with stores of its own.
-                .join(
-                    sub.consumer_group
-                        .rsplit('.')
-                        .next()
-                        .filter(|v| v.starts_with('v') && v[1..].parse::<u64>().is_ok())
-                        .map_or_else(|| sub.name.clone(), |v| format!("{}.{v}", sub.name)),
-                )
+                // A sub-topology that a later version changed runs beside the old one with
+                // stores of its own (as its group and changelogs, `control::runnable`).
+                .join(match super::control::since_of(&self.deployment.since, &sub.name) {
+                    1 => sub.name.clone(),
+                    n => format!("{}.v{n}", sub.name),
+                })
                 .join(partition.to_string());
             let state = RocksState::open(&dir)?;
             let mut open = move |name: &str| Ok(Box::new(state.store(name)?) as Box<dyn StateStore>);
@@ -834,14 +834,16 @@ impl SubRunner {
                 headers.push((header.key.to_string(), header.value.unwrap_or_default().to_vec()));
             }
         }
+        let mut record = Record {
+            key,
+            value: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+            headers,
+            partition,
+            timestamp_ms: message.timestamp().to_millis().unwrap_or_else(now_ms),
+        };
         // A model's inputs topic is shared: what a deleted pipeline left there is nobody's.
         if !self.pool.is_empty() {
-            let of = headers
-                .iter()
-                .rev()
-                .find(|(k, _)| k == crate::record::header::PIPELINE)
-                .and_then(|(_, v)| std::str::from_utf8(v).ok());
-            if let Some(pipeline) = of {
+            if let Some(pipeline) = record.pipeline() {
                 let deployed = self
                     .options
                     .deployed
@@ -867,13 +869,6 @@ impl SubRunner {
                 }
             }
         }
-        let mut record = Record {
-            key,
-            value: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
-            headers,
-            partition,
-            timestamp_ms: message.timestamp().to_millis().unwrap_or_else(now_ms),
-        };
         if self.pool.is_empty() && !self.serves(&mut record) {
             return None;
         }
@@ -945,14 +940,19 @@ impl SubRunner {
             .inc();
         tracing::debug!(key = %record.key, step = %step, "deadline exceeded; not processed");
         let error = self.error_for(record, &source, &text);
-        self.retired.push((
-            record.partition,
+        self.answer_with_error(record.partition, error);
+        true
+    }
+
+    /// Queues `error` to be written in place of a record of `partition` that was not worked on.
+    fn answer_with_error(&mut self, partition: i32, error: (String, Record)) {
+        self.error_outputs.push((
+            partition,
             TaskOutput {
                 records: vec![error],
                 ..TaskOutput::default()
             },
         ));
-        true
     }
 
     /// The error record for `record` on this namespace's errors topic (§4.3, §6).
@@ -1033,13 +1033,7 @@ impl SubRunner {
             tracing::warn!(pipeline = %plan.name, sub = %sub.name, version, key = %record.key, "record of a retired version answered with an error");
             let (errors, mut error) = self.error_for(record, &plan.name, &text);
             error.set_header(header::PIPELINE, plan.name.clone());
-            self.retired.push((
-                record.partition,
-                TaskOutput {
-                    records: vec![(errors, error)],
-                    ..TaskOutput::default()
-                },
-            ));
+            self.answer_with_error(record.partition, (errors, error));
         }
         false
     }
