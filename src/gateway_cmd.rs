@@ -44,6 +44,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let config = args.kafka.config()?;
     let mut options = GatewayOptions::new(&args.kafka.prefix, &args.namespace);
     options.request_timeout = Duration::from_millis(args.request_timeout_ms.max(1));
+    let request_timeout = options.request_timeout;
     options.max_request_bytes = args.max_request_bytes.max(1);
     if let Some(group) = args.group {
         options.group = group;
@@ -83,13 +84,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
             _ = crate::model_server_cmd::shutdown_signal() => {}
             _ = consumer_ended => {}
         }
-        tracing::info!("gateway stopping");
+        // A graceful stop: readiness says no at once, the listeners take no new connection,
+        // and the requests taken are answered (the outputs consumer keeps its partitions until
+        // then), for at most one request timeout.
+        tracing::info!(
+            in_flight = gateway.in_flight(),
+            "gateway stopping: answering the requests it holds"
+        );
+        gateway.start_draining();
         let _ = stop_tx.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = tokio::time::timeout(request_timeout + Duration::from_secs(1), async {
             let _ = http.await;
             let _ = grpc.await;
         })
         .await;
+        tracing::info!(in_flight = gateway.in_flight(), "gateway stopped");
         anyhow::Ok(())
     });
     gateway.stop();

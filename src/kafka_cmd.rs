@@ -163,8 +163,17 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
             p.name,
             p.fingerprint,
             p.version,
-            if p.running() { "running" } else { "not running" }
+            if !p.running() {
+                "not running"
+            } else if p.problems().is_empty() {
+                "running"
+            } else {
+                "running, with problems"
+            }
         );
+        for problem in p.problems() {
+            println!("  ! {problem}");
+        }
         for (version, until) in &p.draining {
             let left = (until - flowc_runtime::kafka::now_ms()).max(0) as f64 / 1000.0;
             println!("  version {version}: draining, stops in {left:.0} s");

@@ -82,7 +82,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 
     // The broker.
-    let (_broker, bootstrap) = match &args.brokers {
+    let (mut broker, bootstrap) = match &args.brokers {
         Some(b) => {
             step(&format!("using the Kafka at {b}"));
             (None, b.clone())
@@ -246,15 +246,34 @@ pub fn run(args: Args) -> Result<ExitCode> {
             eprintln!("  flowc inspect {p} -b {bootstrap}");
         }
         eprintln!("  Ctrl-C stops everything");
-        // Until a signal, or until a part stops on its own.
+        // Until a signal, or until a part stops on its own. The local broker dying is said at
+        // once (the gateway already refuses requests with 503 naming it), and everything stops:
+        // nothing would work without it, and a new `flowc up` starts a fresh one.
         let part_ended = async {
-            while !worker.is_finished() && !consumer.is_finished() {
+            loop {
+                if worker.is_finished() || consumer.is_finished() {
+                    return format!(
+                        "the {} stopped unexpectedly",
+                        if worker.is_finished() { "worker" } else { "gateway" }
+                    );
+                }
+                if let Some(b) = broker.as_mut() {
+                    if let Some(status) = b.exited() {
+                        return format!(
+                            "the local broker ({}) on {} died ({status}); the end of its log {}:\n{}\nflowc up stops; run it again to start a new broker",
+                            b.kind(),
+                            b.bootstrap(),
+                            b.log_path().display(),
+                            b.log_tail()
+                        );
+                    }
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         };
         tokio::select! {
             _ = crate::model_server_cmd::shutdown_signal() => Ok(()),
-            _ = part_ended => bail!("the {} stopped unexpectedly", if worker.is_finished() { "worker" } else { "gateway" }),
+            why = part_ended => Err(anyhow::anyhow!(why)),
         }
     });
 

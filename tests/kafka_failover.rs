@@ -66,10 +66,17 @@ fn check_answers(env: &Env, keys: &[String]) {
 }
 
 fn restored_counts(log: &str) -> Vec<usize> {
+    // Records applied from the changelog: all of it (`restored=`), or the tail after the
+    // task's checkpoint (`tail=`) when its store is still on this worker's disk.
+    let field = |line: &str, name: &str| -> usize {
+        line.split(name)
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .unwrap_or(0)
+    };
     log.lines()
         .filter(|l| l.contains("task started") && l.contains("sub=_input"))
-        .filter_map(|l| l.split("restored=").nth(1))
-        .filter_map(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .map(|l| field(l, "restored=") + field(l, " tail="))
         .collect()
 }
 

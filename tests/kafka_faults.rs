@@ -191,3 +191,93 @@ fn an_output_over_the_record_size_limit_answers_with_an_error_and_the_step_goes_
         got["small"].tensors()
     );
 }
+
+/// Sets `max.message.bytes` of `topics` (Apache Kafka's topic-level record limit).
+fn set_topic_limit(env: &Env, topics: &[String], bytes: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = env.client_config().create().expect("admin client");
+    let value = bytes.to_string();
+    let configs: Vec<AlterConfig<'_>> = topics
+        .iter()
+        .map(|t| AlterConfig::new(ResourceSpecifier::Topic(t)).set("max.message.bytes", &value))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results = runtime
+        .block_on(admin.alter_configs(configs.iter(), &AdminOptions::new()))
+        .expect("alter configs");
+    for r in results {
+        r.unwrap_or_else(|e| panic!("alter config: {e:?}"));
+    }
+}
+
+/// Issue 19's size limits, on topics of 1 MiB (`max.message.bytes`): a request whose record
+/// would be over the pipeline's inputs topic's limit gets 413 naming that limit and the
+/// gateway's own; a model response over its outputs topic's limit becomes an error record, so
+/// the caller gets 400 with the sizes, and the pipeline goes on.
+#[test]
+fn requests_and_responses_over_a_1_mib_topic_limit() {
+    const MIB: usize = 1024 * 1024;
+    let mut env = Env::start();
+    if support::broker_kind() == flowc_runtime::devbroker::BrokerKind::Tansu {
+        eprintln!("tansu describes no topic configuration (no max.message.bytes): the limit test runs on Apache Kafka");
+        return;
+    }
+    env.start_model_server(&["samples/chain.yaml"]);
+    env.apply(&["samples/chain.yaml"], 2);
+    set_topic_limit(
+        &env,
+        &[
+            env.topic("default.pipeline.tfsimples.inputs"),
+            env.topic("default.model.tfsimple1.outputs"),
+        ],
+        MIB,
+    );
+    env.start_worker("worker");
+    let gw = env.start_gateway("gateway", &[]);
+    env.wait_pipeline_ready(&gw.http, "tfsimples");
+    let infer = |r: &flowc_runtime::proto::inference::ModelInferRequest| {
+        let body = flowc_runtime::model_rest::request_to_json(r)
+            .expect("a JSON request")
+            .to_string();
+        let (status, _, text) =
+            support::http_post(&format!("{}/v2/pipelines/tfsimples/infer", gw.http), &[], &body).expect("http");
+        (body.len(), status, text)
+    };
+
+    // A 3.8 MB JSON request (two INT32 tensors of 250,000 values), under the gateway's 4 MiB.
+    let n = 250_000;
+    let values: Vec<i32> = (1_000_000..1_000_000 + n).collect();
+    let (size, status, text) = infer(&request(vec![
+        int32("INPUT0", vec![1, i64::from(n)], values.clone()),
+        int32("INPUT1", vec![1, i64::from(n)], values),
+    ]));
+    eprintln!("request of {size} JSON bytes: {status} {text}");
+    assert!(size < 4 * MIB, "{size}");
+    assert_eq!(status, 413, "{text}\n{}", env.logs());
+    assert!(
+        text.contains(&format!("over the limit of {MIB} bytes that the topic takes"))
+            && text.contains("the gateway's own limit is 4194304 bytes"),
+        "{text}"
+    );
+
+    // A request of about 300 KB whose answer from tfsimple1 is about 1.65 MB: OUTPUT1 =
+    // 0 - 1 = -1, ten bytes a value as a protobuf varint.
+    let n = 150_000;
+    let (size, status, text) = infer(&request(vec![
+        int32("INPUT0", vec![1, n], vec![0; n as usize]),
+        int32("INPUT1", vec![1, n], vec![1; n as usize]),
+    ]));
+    eprintln!("request of {size} JSON bytes with a large answer: {status} {text}");
+    assert_eq!(status, 400, "{text}\n{}", env.logs());
+    assert!(
+        text.contains("the output of step _model-tfsimple1 is")
+            && text.contains(&format!("over the limit of {MIB} bytes of topic")),
+        "{text}"
+    );
+    // The pipeline goes on.
+    let (_, status, text) = infer(&sum_diff());
+    assert_eq!(status, 200, "{text}");
+}

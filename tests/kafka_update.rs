@@ -438,7 +438,7 @@ fn records_a_deleted_pipeline_left_in_a_model_topic_are_skipped_and_counted() {
     assert!(got[&direct].tensors().contains("OUTPUT0"), "{}", got[&direct].tensors());
 
     let series =
-        "flowc_records_skipped_total{pipeline=\"tfsimples\",reason=\"pipeline deleted\",step=\"_model-tfsimple1\"}";
+        "flowc_records_skipped_total{pipeline=\"tfsimples\",reason=\"pipeline not deployed\",step=\"_model-tfsimple1\"}";
     let deadline = Instant::now() + WAIT;
     loop {
         let text = support::http_get(&format!("http://{metrics}/metrics"), &[])

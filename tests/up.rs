@@ -134,3 +134,76 @@ fn dev_broker_runs_a_broker_until_sigterm() {
         "the broker outlived dev-broker"
     );
 }
+
+/// The local broker dying is said at once, naming it, and `flowc up` stops (exit status
+/// not 0) instead of running on without it; meanwhile the gateway refuses calls with 503
+/// naming the broker, not after the producer's 30 s timeout.
+#[test]
+fn up_says_its_broker_died_and_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (broker, http) = (free_port(), free_port());
+    let (broker_port, http_listen, grpc_listen, model_listen) = (
+        broker.to_string(),
+        format!("127.0.0.1:{http}"),
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let sample = support::root().join("samples/chain.yaml").display().to_string();
+    let kind = support::broker_kind().to_string();
+    let mut up = Proc::spawn(
+        "up",
+        dir.path(),
+        &[
+            "up",
+            &sample,
+            "--broker",
+            &kind,
+            "--broker-port",
+            &broker_port,
+            "--http-listen",
+            &http_listen,
+            "--grpc-listen",
+            &grpc_listen,
+            "--model-listen",
+            &model_listen,
+        ],
+    );
+    up.wait_for_log("flowc up: ready", 1, Duration::from_secs(120));
+    // The broker is up's child process that listens on the broker port.
+    let pid = up.pid().expect("running");
+    let children = std::process::Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .expect("pgrep");
+    let children: Vec<String> = String::from_utf8_lossy(&children.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert!(!children.is_empty(), "flowc up has no child process\n{}", up.log());
+    for child in &children {
+        let _ = std::process::Command::new("kill").args(["-KILL", child]).status();
+    }
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = up.try_wait() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "flowc up runs on without its broker:\n{}",
+            up.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = up.log();
+    eprintln!(
+        "flowc up stopped {:?} after its broker was killed: {status:?}",
+        killed.elapsed()
+    );
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains(&format!("the local broker ({kind}) on 127.0.0.1:{broker} died")),
+        "{log}"
+    );
+}

@@ -10,6 +10,8 @@
 //! | `flowc_model_call_seconds` (histogram), `flowc_model_call_failures_total` | model (and kind) |
 //! | `flowc_gateway_request_seconds` (histogram) | target, status |
 //! | `flowc_gateway_requests_total`, `flowc_gateway_outcomes_total`, `flowc_gateway_in_flight` | (outcome) |
+//! | `flowc_broker_connected` (gauge: 1 while a broker answers) | |
+//! | `flowc_pipeline_ready` (gauge, the gateway's readiness of each pipeline) | pipeline |
 //!
 //! `step` is the sub-topology (`tfsimple1`, `_output`, `_model-tfsimple1`, …); a model call
 //! shared by pipelines counts under the pipeline whose plan runs it.
@@ -32,8 +34,10 @@ pub struct Metrics {
     pub records_in: IntCounterVec,
     pub records_out: IntCounterVec,
     pub error_records: IntCounterVec,
-    /// Records a step read and left alone, by reason (`pipeline deleted`: a record of a
-    /// pipeline no longer deployed, left in a model's shared inputs topic).
+    /// Records a step read and left alone, by reason: `pipeline not deployed` (a record of a
+    /// pipeline deleted or never deployed, in a model's shared inputs topic), `no pipeline
+    /// header` and `another pipeline's record` (on a topic whose source reads one pipeline's
+    /// records), `deadline exceeded`, `version retired`.
     pub records_skipped: IntCounterVec,
     pub processing_seconds: HistogramVec,
     pub store_entries: IntGaugeVec,
@@ -46,6 +50,10 @@ pub struct Metrics {
     pub gateway_requests: IntCounter,
     pub gateway_outcomes: IntCounterVec,
     pub gateway_in_flight: IntGauge,
+    /// 1 while the process reaches a Kafka broker, 0 while none answers.
+    pub broker_connected: IntGauge,
+    /// Per pipeline, as the gateway's readiness judges it: 1 ready, 0 not (§10).
+    pub pipeline_ready: IntGaugeVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -149,6 +157,22 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("registered once");
                 g
             },
+            broker_connected: {
+                let g = IntGauge::new(
+                    "flowc_broker_connected",
+                    "1 while this process reaches a Kafka broker, 0 while none answers.",
+                )
+                .expect("a valid metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g.set(1);
+                g
+            },
+            pipeline_ready: gauge(
+                &r,
+                "flowc_pipeline_ready",
+                "1 when the gateway finds a pipeline ready (members, runners, models, lag), 0 when not.",
+                &["pipeline"],
+            ),
             registry: r,
         }
     }

@@ -271,7 +271,7 @@ struct Call {
     timeout: Duration,
     tries: u32,
     backoff: Duration,
-    /// Request metadata sent with every try (`traceparent`).
+    /// Request metadata sent with every try (`traceparent`, the deadline `x-flowc-deadline-ms`).
     metadata: Vec<(String, String)>,
 }
 
@@ -284,6 +284,11 @@ impl Call {
         let mut client = GrpcInferenceServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let deadline = self
+            .metadata
+            .iter()
+            .find(|(k, _)| k == crate::record::header::DEADLINE)
+            .and_then(|(_, v)| v.trim().parse::<i64>().ok());
         let mut request = Some(request);
         let mut delay = self.backoff;
         let mut attempt = 1;
@@ -325,6 +330,19 @@ impl Call {
             };
             if status.code() != Code::Unavailable {
                 return Err(ModelCallError::Failed(self.describe(&status, attempt)));
+            }
+            // Retrying past the request's deadline (§10) would call the model for nobody.
+            // (Not before it: the caller's gateway answers 504 at the deadline itself.)
+            if let Some(deadline) = deadline {
+                let late = crate::kafka::now_ms() - deadline;
+                if late > 0 {
+                    let model = request.as_ref().map(|r| r.model_name.clone()).unwrap_or_default();
+                    return Err(ModelCallError::Failed(format!(
+                        "{} while model server {} was unavailable",
+                        crate::record::deadline_text(&format!("model {model}"), late),
+                        self.url
+                    )));
+                }
             }
             tracing::debug!(url = %self.url, attempt, code = ?status.code(), "model server unavailable, retrying");
             tokio::time::sleep(delay).await;

@@ -5,12 +5,21 @@
 //! `ModelInfer` answers a served model with its reference model's output; a request the model
 //! cannot take is `INVALID_ARGUMENT` with the model's error text (e.g. "INPUT0: expected INT32,
 //! got FP32"), a model that is not served is `NOT_FOUND`.
+//!
+//! The server counts its inference calls in a Prometheus registry of its own
+//! ([`ReferenceServer::metrics_text`]), served as text on `GET /metrics` on the gRPC listener
+//! (which also takes HTTP/1.1 for that): `flowc_model_requests_total{model, outcome="ok|error"}`
+//! (every `ModelInfer`, gRPC or REST, of a served model: what a test asserts to know how often a
+//! model was really called) and `flowc_build_info{version}`. Calls naming a model that is not
+//! served are not counted (their name is the caller's, not a series of ours).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use flowc_compiler::plan::Plan;
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
@@ -30,10 +39,66 @@ pub const PLATFORM: &str = "flowc-reference";
 /// Seldon, which lifts gRPC's 4 MiB default to the largest protobuf message).
 pub const MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
 
-/// Which models the server serves: model name → reference model name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Which models the server serves: model name → reference model name. Clones share one set of
+/// counters (the gRPC and REST fronts of one process count together).
+#[derive(Clone, Debug, Default)]
 pub struct ReferenceServer {
     models: BTreeMap<String, String>,
+    metrics: Arc<ServerMetrics>,
+}
+
+impl PartialEq for ReferenceServer {
+    /// Two servers are equal when they serve the same models (counters aside).
+    fn eq(&self, other: &Self) -> bool {
+        self.models == other.models
+    }
+}
+
+impl Eq for ReferenceServer {}
+
+/// The outcomes `flowc_model_requests_total` counts.
+pub const OUTCOMES: [&str; 2] = ["ok", "error"];
+
+/// The reference server's Prometheus registry: inference calls per model and outcome, and the
+/// build.
+struct ServerMetrics {
+    registry: Registry,
+    requests: IntCounterVec,
+}
+
+impl ServerMetrics {
+    fn new() -> ServerMetrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "flowc_model_requests_total",
+                "Inference calls of a served model (gRPC and REST), by outcome: ok, or error (a request the model cannot take).",
+            ),
+            &["model", "outcome"],
+        )
+        .expect("a valid metric");
+        registry.register(Box::new(requests.clone())).expect("registered once");
+        let build = IntGaugeVec::new(
+            Opts::new("flowc_build_info", "The flowc build serving the models (always 1)."),
+            &["version"],
+        )
+        .expect("a valid metric");
+        registry.register(Box::new(build.clone())).expect("registered once");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        ServerMetrics { registry, requests }
+    }
+}
+
+impl Default for ServerMetrics {
+    fn default() -> Self {
+        ServerMetrics::new()
+    }
+}
+
+impl fmt::Debug for ServerMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerMetrics").finish_non_exhaustive()
+    }
 }
 
 /// A Model whose `flowc://` reference names no reference model flowc runs.
@@ -99,6 +164,10 @@ impl ReferenceServer {
             });
         }
         self.models.insert(model.to_string(), reference.to_string());
+        // Every served model's series exist from the start, at 0.
+        for outcome in OUTCOMES {
+            self.metrics.requests.with_label_values(&[model, outcome]);
+        }
         Ok(())
     }
 
@@ -133,9 +202,10 @@ impl ReferenceServer {
     }
 
     /// `ModelInfer` without the transport: the served model's answer, with the model's name.
+    /// Counted in `flowc_model_requests_total` (both fronts call this).
     pub fn infer(&self, request: &ModelInferRequest) -> Result<ModelInferResponse, Status> {
         let reference = self.reference_of(&request.model_name)?;
-        match reference::infer(reference, request) {
+        let answer = match reference::infer(reference, request) {
             Ok(mut response) => {
                 response.model_name.clone_from(&request.model_name);
                 response.model_version.clone_from(&request.model_version);
@@ -143,7 +213,25 @@ impl ReferenceServer {
             }
             Err(e) if e.is_unknown_model() => Err(Status::not_found(format!("model {}: {e}", request.model_name))),
             Err(e) => Err(Status::invalid_argument(e.to_string())),
-        }
+        };
+        let outcome = if answer.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .requests
+            .with_label_values(&[request.model_name.as_str(), outcome])
+            .inc();
+        answer
+    }
+
+    /// How many inference calls of `model` ended with `outcome` (`ok` or `error`) so far.
+    pub fn request_count(&self, model: &str, outcome: &str) -> u64 {
+        self.metrics.requests.with_label_values(&[model, outcome]).get()
+    }
+
+    /// The Prometheus text exposition of the server's counters (`GET /metrics`).
+    pub fn metrics_text(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.metrics.registry.gather())
+            .unwrap_or_else(|e| format!("# metrics could not be encoded: {e}\n"))
     }
 
     fn reference_of(&self, model: &str) -> Result<&str, Status> {
@@ -229,17 +317,28 @@ impl GrpcInferenceService for ReferenceServer {
     }
 }
 
-/// Serves `server` on `listener` until `shutdown` completes, then waits for open calls to end.
+/// Serves `server` on `listener` until `shutdown` completes, then waits for open calls to end:
+/// the OIP over gRPC, and `GET /metrics` (Prometheus text) over HTTP/1.1 or HTTP/2 on the same
+/// port.
 pub async fn serve(
     listener: TcpListener,
     server: ReferenceServer,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    let metrics = server.clone();
     let service = GrpcInferenceServiceServer::new(server)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let router = tonic::service::Routes::new(service).into_axum_router().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = metrics.metrics_text();
+            async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+        }),
+    );
     tonic::transport::Server::builder()
-        .add_service(service)
+        .accept_http1(true)
+        .add_routes(router.into())
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await
 }
@@ -322,5 +421,80 @@ mod tests {
         assert_eq!(bad.message(), "missing input tensor INPUT1");
 
         assert!(ReferenceServer::new().with_model("m", "drift").is_ok());
+    }
+
+    #[test]
+    fn calls_are_counted_per_model_and_outcome_across_clones() {
+        let server = ReferenceServer::new()
+            .with_model("tfsimple1", "sum-diff")
+            .unwrap()
+            .with_model("tfsimple2", "sum-diff")
+            .unwrap();
+        // Every served model's series exist from the start, at 0.
+        let text = server.metrics_text();
+        for line in [
+            "flowc_model_requests_total{model=\"tfsimple1\",outcome=\"ok\"} 0",
+            "flowc_model_requests_total{model=\"tfsimple2\",outcome=\"error\"} 0",
+            &format!("flowc_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+        // A clone (the REST front's copy) counts in the same series.
+        let rest = server.clone();
+        server.infer(&sum_diff_request("tfsimple1")).unwrap();
+        rest.infer(&sum_diff_request("tfsimple1")).unwrap();
+        let mut bad = sum_diff_request("tfsimple1");
+        bad.inputs.pop();
+        server.infer(&bad).unwrap_err();
+        // Not served: not counted.
+        server.infer(&sum_diff_request("other")).unwrap_err();
+        assert_eq!(server.request_count("tfsimple1", "ok"), 2);
+        assert_eq!(server.request_count("tfsimple1", "error"), 1);
+        assert_eq!(server.request_count("tfsimple2", "ok"), 0);
+        let text = rest.metrics_text();
+        assert!(
+            text.contains("flowc_model_requests_total{model=\"tfsimple1\",outcome=\"ok\"} 2"),
+            "{text}"
+        );
+        assert!(!text.contains("model=\"other\""), "{text}");
+        // A new server starts at 0.
+        let fresh = ReferenceServer::new().with_model("tfsimple1", "sum-diff").unwrap();
+        assert_eq!(fresh.request_count("tfsimple1", "ok"), 0);
+        assert_eq!(
+            fresh,
+            ReferenceServer::new().with_model("tfsimple1", "sum-diff").unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_over_http1_beside_grpc() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = ReferenceServer::new().with_model("tfsimple1", "sum-diff").unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, server, async {
+            let _ = stopped.await;
+        }));
+        // A gRPC call, then /metrics over plain HTTP/1.1 on the same port.
+        let mut client = crate::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient::connect(
+            format!("http://{addr}"),
+        )
+        .await
+        .unwrap();
+        client.model_infer(sum_diff_request("tfsimple1")).await.unwrap();
+        let url = format!("http://{addr}/metrics");
+        let text = tokio::task::spawn_blocking(move || {
+            let mut r = ureq::get(&url).call().unwrap();
+            assert_eq!(r.status(), 200);
+            r.body_mut().read_to_string().unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            text.contains("flowc_model_requests_total{model=\"tfsimple1\",outcome=\"ok\"} 1"),
+            "{text}"
+        );
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
     }
 }

@@ -146,6 +146,24 @@ pub fn error_record(input: &Record, source: &str, text: &str, partition_count: i
 }
 
 /// The key the synchronous gateway writes: `"<partition>.<pipeline>.<request-id>"` (§4.2).
+/// What a record costs in a produce request beyond its key, value and headers (batch and
+/// record framing), rounded up: a record of more than `max.message.bytes` minus this may be
+/// refused.
+pub const RECORD_OVERHEAD_BYTES: usize = 128;
+
+/// The text of the error record that replaces a record whose deadline passed before `step`
+/// (§10): "deadline exceeded before step S (N ms late)".
+pub fn deadline_text(step: &str, late_ms: i64) -> String {
+    format!("{DEADLINE_EXCEEDED} {step} ({late_ms} ms late)")
+}
+
+const DEADLINE_EXCEEDED: &str = "deadline exceeded before step";
+
+/// Whether an error record's text says its request's deadline passed ([`deadline_text`]).
+pub fn is_deadline_text(text: &str) -> bool {
+    text.contains(DEADLINE_EXCEEDED)
+}
+
 pub fn gateway_key(partition: i32, pipeline: &str, request_id: &str) -> String {
     format!("{partition}.{pipeline}.{request_id}")
 }

@@ -122,6 +122,13 @@ pub trait StateStore: Send {
             .collect()
     }
 
+    /// Writes what the store holds in memory to disk (RocksDB's memtables: the stores write
+    /// without a WAL, the changelog being the log), so a checkpoint taken after it holds
+    /// through a crash. In-memory stores have nothing to flush.
+    fn flush(&self) -> Result<(), StateError> {
+        Ok(())
+    }
+
     /// Applies a changelog in order (later records win; tombstones delete); returns how many
     /// records were applied. The store is not cleared first: replaying from an offset onto a
     /// store that was up to date at that offset is valid.
@@ -544,6 +551,13 @@ impl StateStore for RocksStore {
             n += 1;
         }
         Ok(n)
+    }
+
+    fn flush(&self) -> Result<(), StateError> {
+        let (data, index) = self.cfs()?;
+        self.db.flush_cf(&data)?;
+        self.db.flush_cf(&index)?;
+        Ok(())
     }
 
     fn clear(&mut self) -> Result<(), StateError> {

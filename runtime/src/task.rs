@@ -155,6 +155,28 @@ impl Task {
         Ok(applied)
     }
 
+    /// Writes every store's in-memory part to disk (before a checkpoint).
+    pub fn flush_stores(&self) -> Result<(), StateError> {
+        for s in self.stores.values() {
+            s.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Applies the tail of a changelog onto a store that was on disk up to where it starts
+    /// (a checkpoint); returns how many records were applied.
+    pub fn replay(&mut self, store: &str, records: Vec<ChangelogRecord>) -> Result<usize, StateError> {
+        let Some(s) = self.stores.get_mut(store) else {
+            return Ok(0);
+        };
+        let mut applied = 0;
+        for r in &records {
+            s.apply(r)?;
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
     /// Handles one record read from `topic`.
     pub fn process(&mut self, topic: &str, record: Record, now_ms: i64) -> TaskOutput {
         let mut out = TaskOutput::default();

@@ -88,6 +88,11 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: no goodbye, no commit, no leaving the group.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

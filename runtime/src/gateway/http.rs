@@ -213,13 +213,9 @@ async fn live() -> Response {
 }
 
 async fn server_ready(State(gateway): Shared) -> Response {
-    if gateway.is_ready() {
-        json_response(StatusCode::OK, &json!({"ready": true}))
-    } else {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"ready": false, "error": "the gateway's consumer of the outputs topics does not hold its partitions yet"}),
-        )
+    match gateway.not_ready() {
+        None => json_response(StatusCode::OK, &json!({"ready": true})),
+        Some(why) => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"ready": false, "error": why})),
     }
 }
 

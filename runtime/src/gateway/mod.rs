@@ -25,8 +25,8 @@ use flowc_compiler::build::TopicNames;
 use prost::Message as _;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::message::{BorrowedMessage, Header, Message as _, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message as _, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
@@ -40,6 +40,9 @@ use crate::operator::ModelBackend;
 use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
 use crate::record::{gateway_key, header as h};
 use crate::trace::TraceParent;
+
+/// How often the gateway reads the pipelines' health (`flowc status`'s problems).
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
 
 /// Seldon's pipeline gateway ports.
 pub const DEFAULT_HTTP_PORT: u16 = 9010;
@@ -142,6 +145,16 @@ pub enum GatewayError {
     BadRequest(String),
     #[error("request of {size} bytes is over the gateway's limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
+    /// The record the request becomes is over what Kafka takes: the topic's
+    /// `max.message.bytes`, or the client's `message.max.bytes` when that is smaller.
+    #[error("request of {size} bytes (as a Kafka record on {topic}) is over the limit of {limit} bytes {whose}; the gateway's own limit is {gateway_limit} bytes")]
+    TooLargeForKafka {
+        size: usize,
+        limit: usize,
+        topic: String,
+        whose: &'static str,
+        gateway_limit: usize,
+    },
     #[error("request id {0} is already waiting for its answer; use a fresh x-request-id")]
     Duplicate(String),
     /// An error record answered the request: `"<model> : <text>"`.
@@ -175,7 +188,7 @@ impl GatewayError {
             | GatewayError::Failed { .. } => 400,
             GatewayError::NotFound { .. } | GatewayError::Deleted { .. } => 404,
             GatewayError::Duplicate(_) => 409,
-            GatewayError::TooLarge { .. } => 413,
+            GatewayError::TooLarge { .. } | GatewayError::TooLargeForKafka { .. } => 413,
             GatewayError::Timeout { .. } => 504,
             GatewayError::Unavailable(_) => 503,
             GatewayError::Internal(_) => 500,
@@ -191,7 +204,7 @@ impl GatewayError {
             GatewayError::NotFound { .. } | GatewayError::Deleted { .. } => Code::NotFound,
             GatewayError::Duplicate(_) => Code::AlreadyExists,
             // What tonic answers for a message over its decoding limit.
-            GatewayError::TooLarge { .. } => Code::OutOfRange,
+            GatewayError::TooLarge { .. } | GatewayError::TooLargeForKafka { .. } => Code::OutOfRange,
             GatewayError::Timeout { .. } => Code::DeadlineExceeded,
             GatewayError::Unavailable(_) => Code::Unavailable,
             GatewayError::Internal(_) => Code::Internal,
@@ -225,6 +238,8 @@ struct Waiter {
     /// Topics whose record with the key answers (the outputs topic; for a model, the errors
     /// topic too).
     topics: [String; 2],
+    /// The partition of those topics the answer comes on (the key's).
+    partition: i32,
     tx: oneshot::Sender<Reply>,
 }
 
@@ -246,6 +261,8 @@ struct Known {
     models: BTreeMap<String, Route>,
     /// Partition count per topic (from the broker's metadata).
     partitions: BTreeMap<String, i32>,
+    /// The largest record each inputs topic takes (`max.message.bytes`, where described).
+    record_limits: BTreeMap<String, usize>,
 }
 
 /// State shared by the HTTP and gRPC fronts and the outputs consumer's thread.
@@ -253,6 +270,8 @@ pub struct Gateway {
     options: GatewayOptions,
     config: KafkaConfig,
     producer: FutureProducer,
+    /// The producer's `message.max.bytes`.
+    max_message_bytes: usize,
     pending: Mutex<HashMap<String, Waiter>>,
     known: RwLock<Known>,
     /// Partitions this replica holds, per outputs topic.
@@ -264,6 +283,20 @@ pub struct Gateway {
     ever_held: RwLock<BTreeSet<String>>,
     /// The consumer holds its assignment for the current subscription.
     assigned: AtomicBool,
+    /// Partitions taken away in a rebalance while requests of this replica waited on them, and
+    /// the offset the outputs consumer had reached: the drain reader follows them until those
+    /// requests are answered or time out ([`Gateway::run_drain`]).
+    handover: Mutex<Vec<(String, i32, i64)>>,
+    /// Whether the outputs consumer reaches a broker; while none answers, requests are refused
+    /// at once (503) instead of waiting out the producer's timeout.
+    health: crate::kafka::broker::BrokerHealth,
+    /// When the last check that the broker is really gone ran.
+    last_probe: Mutex<Option<Instant>>,
+    /// Stopping gracefully: in-flight requests are answered, readiness says no.
+    draining: AtomicBool,
+    /// What `flowc status` would say is wrong with each pipeline's data plane (no live member,
+    /// a runner restarting or paused, lag growing), refreshed every [`HEALTH_EVERY`].
+    problems: RwLock<BTreeMap<String, Vec<String>>>,
     /// Round robin over the partitions held.
     next_partition: AtomicU64,
     /// Sequence part of generated request ids.
@@ -301,22 +334,37 @@ impl Drop for Pending<'_> {
 impl Gateway {
     /// Connects to the broker (producer only); [`Gateway::run_consumer`] does the rest.
     pub fn new(config: &KafkaConfig, options: GatewayOptions) -> Result<Arc<Gateway>, KafkaError> {
-        let producer: FutureProducer = config
-            .producer()
-            // An answer is awaited by a caller: hand records over at once.
-            .set("linger.ms", "0")
-            .create()?;
+        let mut producer_config = config.producer();
+        // An answer is awaited by a caller: hand records over at once.
+        producer_config.set("linger.ms", "0");
+        // The topics' own limits decide (checked before writing); librdkafka's 1,000,000 byte
+        // default would refuse large requests that a topic takes. A limit set with -X stays.
+        if !config.properties.iter().any(|(k, _)| k == "message.max.bytes") {
+            let bytes = (options.max_request_bytes.saturating_mul(2)).clamp(1_000_000, 1_000_000_000);
+            producer_config.set("message.max.bytes", bytes.to_string());
+        }
+        let max_message_bytes = producer_config
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(1_000_000);
+        let producer: FutureProducer = producer_config.create()?;
         let (held_version, _) = watch::channel(0);
         Ok(Arc::new(Gateway {
             options,
             config: config.clone(),
             producer,
+            max_message_bytes,
             pending: Mutex::new(HashMap::new()),
             known: RwLock::new(Known::default()),
             held: RwLock::new(BTreeMap::new()),
             held_version,
             ever_held: RwLock::new(BTreeSet::new()),
             assigned: AtomicBool::new(false),
+            handover: Mutex::new(Vec::new()),
+            health: crate::kafka::broker::BrokerHealth::default(),
+            last_probe: Mutex::new(None),
+            draining: AtomicBool::new(false),
+            problems: RwLock::new(BTreeMap::new()),
             next_partition: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -327,13 +375,79 @@ impl Gateway {
         &self.options
     }
 
-    /// Ready once the outputs consumer holds its partitions (and the deployment log was read).
+    /// Ready once the outputs consumer holds its partitions (and the deployment log was read),
+    /// while a broker answers and the gateway is not stopping.
     pub fn is_ready(&self) -> bool {
-        self.assigned.load(Ordering::Acquire)
+        self.not_ready().is_none()
+    }
+
+    /// Why the gateway is not ready, if it is not.
+    pub fn not_ready(&self) -> Option<String> {
+        if self.draining.load(Ordering::Acquire) {
+            return Some("the gateway is stopping: it answers the requests it holds and takes no new ones".into());
+        }
+        if let Some(down) = self.health.down() {
+            return Some(self.broker_down_text(&down));
+        }
+        if !self.assigned.load(Ordering::Acquire) {
+            return Some("the gateway's consumer of the outputs topics does not hold its partitions yet".into());
+        }
+        None
+    }
+
+    fn broker_down_text(&self, down: &crate::kafka::broker::BrokerDown) -> String {
+        format!(
+            "no Kafka broker answers at {} (for {:.1} s: {})",
+            self.config.bootstrap,
+            down.since.elapsed().as_secs_f64(),
+            down.reason
+        )
+    }
+
+    /// Refuses at once while no broker answers (librdkafka says all brokers are down, and a
+    /// metadata request, at most one a second, confirms it): a request written now would wait
+    /// out the producer's timeout and then fail anyway.
+    async fn check_broker(&self) -> Result<(), GatewayError> {
+        let Some(down) = self.health.down() else {
+            return Ok(());
+        };
+        let probe = {
+            let mut last = self.last_probe.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if probe {
+            let producer = self.producer.clone();
+            let reached = tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(None, Duration::from_millis(500))
+                    .is_ok()
+            })
+            .await
+            .unwrap_or(false);
+            if reached {
+                self.health.set_up(true, "");
+                return Ok(());
+            }
+        }
+        outcome("broker_down");
+        Err(GatewayError::Unavailable(format!(
+            "{}; the request was not written, retry it",
+            self.broker_down_text(&down)
+        )))
     }
 
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Starts a graceful stop: readiness says no, requests already taken are answered.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     pub fn in_flight(&self) -> usize {
@@ -373,6 +487,20 @@ impl Gateway {
     /// first model that is not.
     pub async fn ready(self: &Arc<Self>, target: &Target) -> Result<Result<(), String>, GatewayError> {
         let route = self.route(target)?;
+        if let Some(down) = self.health.down() {
+            return Ok(Err(self.broker_down_text(&down)));
+        }
+        if let Target::Pipeline(p) = target {
+            let problems = self
+                .problems
+                .read()
+                .ok()
+                .and_then(|all| all.get(p).cloned())
+                .unwrap_or_default();
+            if !problems.is_empty() {
+                return Ok(Err(problems.join("; ")));
+            }
+        }
         let held = self.partitions_held(&route.outputs);
         if held.is_empty() {
             return Ok(Err(format!(
@@ -483,6 +611,7 @@ impl Gateway {
                 return Err(GatewayError::AsyncOnly(p.clone()));
             }
         }
+        self.check_broker().await?;
         let id = match request_id.map(str::trim).filter(|s| !s.is_empty()) {
             Some(id) => id.to_string(),
             None => self.new_request_id(),
@@ -527,6 +656,7 @@ impl Gateway {
                 key.clone(),
                 Waiter {
                     topics: [route.outputs.clone(), errors],
+                    partition,
                     tx,
                 },
             );
@@ -590,6 +720,37 @@ impl Gateway {
             }
         }
         let value = request.encode_to_vec();
+        let topic_limit = self
+            .known
+            .read()
+            .ok()
+            .and_then(|k| k.record_limits.get(&route.inputs).copied());
+        let (limit, whose) = match topic_limit {
+            Some(t) if t <= self.max_message_bytes => (t, "that the topic takes (its max.message.bytes)"),
+            _ => (
+                self.max_message_bytes,
+                "of the gateway's Kafka producer (message.max.bytes)",
+            ),
+        };
+        let size = key.len()
+            + value.len()
+            + (0..headers.count())
+                .map(|i| {
+                    let h = headers.get(i);
+                    h.key.len() + h.value.map_or(0, <[u8]>::len)
+                })
+                .sum::<usize>()
+            + crate::record::RECORD_OVERHEAD_BYTES;
+        if size > limit {
+            guard.done = true;
+            return Err(GatewayError::TooLargeForKafka {
+                size,
+                limit,
+                topic: route.inputs.clone(),
+                whose,
+                gateway_limit: self.options.max_request_bytes,
+            });
+        }
         let record = FutureRecord::to(&route.inputs)
             .key(&key)
             .payload(&value)
@@ -600,14 +761,13 @@ impl Gateway {
             guard.done = true;
             return Err(match e.rdkafka_error_code() {
                 // The Kafka record limit (`message.max.bytes`), below the gateway's own.
-                Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge) => GatewayError::TooLarge {
-                    size: value.len(),
-                    limit: self
-                        .config
-                        .producer()
-                        .get("message.max.bytes")
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(1_000_000),
+                // A limit below the one checked above (the broker's own message.max.bytes).
+                Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge) => GatewayError::TooLargeForKafka {
+                    size,
+                    limit,
+                    topic: route.inputs.clone(),
+                    whose: "or a smaller one of the broker (it refused the record as too large)",
+                    gateway_limit: self.options.max_request_bytes,
                 },
                 _ => GatewayError::Unavailable(format!("cannot write the request to {}: {e}", route.inputs)),
             });
@@ -631,6 +791,15 @@ impl Gateway {
                         .filter(|(k, _)| k.starts_with("x-") && k != h::REQUEST_ID),
                 );
                 Ok(Answer { response, headers })
+            }
+            // The deadline passed on the way: what the caller gets at its timeout (a record
+            // can arrive just before the gateway's own timer fires).
+            Ok(Ok(Reply::Error { text, .. })) if crate::record::is_deadline_text(&text) => {
+                outcome("timeout");
+                Err(GatewayError::Timeout {
+                    key,
+                    waited: self.options.request_timeout,
+                })
             }
             Ok(Ok(Reply::Error { source_name, text })) => {
                 outcome("error_record");
@@ -681,6 +850,7 @@ impl Gateway {
         let context = OutputsContext {
             gateway: Arc::downgrade(self),
             timeout: self.config.timeout,
+            assigned_at: Mutex::new(BTreeMap::new()),
         };
         let consumer: BaseConsumer<OutputsContext> = self
             .config
@@ -690,14 +860,41 @@ impl Gateway {
             .set("enable.auto.offset.store", "true")
             .set("auto.commit.interval.ms", "1000")
             .set("auto.offset.reset", "latest")
+            .set(
+                "statistics.interval.ms",
+                crate::kafka::broker::BrokerHealth::STATS_INTERVAL_MS.to_string(),
+            )
             .create_with_context(context)?;
+        let drain: BaseConsumer = self.config.reader().create()?;
+        std::thread::scope(|scope| {
+            let drain = std::thread::Builder::new()
+                .name("flowc-gateway-drain".into())
+                .spawn_scoped(scope, || self.run_drain(&drain));
+            if let Err(e) = &drain {
+                tracing::error!(error = %e, "cannot start the gateway's drain reader");
+            }
+            let health = std::thread::Builder::new()
+                .name("flowc-gateway-health".into())
+                .spawn_scoped(scope, || self.run_health());
+            if let Err(e) = &health {
+                tracing::error!(error = %e, "cannot start the gateway's health checks");
+            }
+            self.run_outputs(&mut control, &consumer)
+        })
+    }
+
+    fn run_outputs(
+        &self,
+        control: &mut ControlReader,
+        consumer: &BaseConsumer<OutputsContext>,
+    ) -> Result<(), KafkaError> {
         let mut subscribed: BTreeSet<String> = BTreeSet::new();
         let mut dirty = true;
         let mut last_control = Instant::now();
         tracing::info!(group = %self.options.group, "gateway consumer started");
         while !self.stop.load(Ordering::Relaxed) {
             if dirty {
-                let topics = self.refresh(&control.deployments, &consumer);
+                let topics = self.refresh(&control.deployments, consumer);
                 if topics != subscribed {
                     let list: Vec<&str> = topics.iter().map(String::as_str).collect();
                     self.assigned.store(false, Ordering::Release);
@@ -715,7 +912,12 @@ impl Gateway {
             }
             if let Some(m) = consumer.poll(Duration::from_millis(50)) {
                 match m {
-                    Ok(m) => self.deliver(&m),
+                    Ok(m) => {
+                        if self.health.down().is_some() {
+                            self.health.set_up(true, "");
+                        }
+                        self.deliver(&m)
+                    }
                     Err(e) => tracing::warn!(error = %e, "gateway consumer"),
                 }
             }
@@ -733,6 +935,140 @@ impl Gateway {
         }
         consumer.unsubscribe();
         Ok(())
+    }
+
+    /// Every [`HEALTH_EVERY`]: what is wrong with each pipeline of this namespace (as
+    /// `flowc status` says it), for readiness (424 with the cause) and the
+    /// `flowc_pipeline_ready` gauge.
+    fn run_health(&self) {
+        let mut last = None::<Instant>;
+        while !self.stop.load(Ordering::Relaxed) {
+            if last.is_some_and(|t| t.elapsed() < HEALTH_EVERY) {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            last = Some(Instant::now());
+            if self.health.down().is_some() {
+                continue;
+            }
+            let pipelines: Vec<String> = self
+                .known
+                .read()
+                .map(|k| k.pipelines.keys().cloned().collect())
+                .unwrap_or_default();
+            if pipelines.is_empty() {
+                continue;
+            }
+            let statuses = match crate::kafka::deploy::status(&self.config, &self.options.prefix) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "pipeline health not read");
+                    continue;
+                }
+            };
+            let mut problems = BTreeMap::new();
+            for p in statuses.into_iter().filter(|p| pipelines.contains(&p.name)) {
+                problems.insert(p.name.clone(), p.problems());
+            }
+            let gauge = &crate::metrics::metrics().pipeline_ready;
+            for p in &pipelines {
+                let ready = problems.get(p).is_some_and(Vec::is_empty) && self.models_ready(p);
+                gauge.with_label_values(&[p.as_str()]).set(i64::from(ready));
+            }
+            if let Ok(mut all) = self.problems.write() {
+                *all = problems;
+            }
+        }
+    }
+
+    /// Whether every model `pipeline` runs says it is ready (true when no model server is
+    /// known to ask).
+    fn models_ready(&self, pipeline: &str) -> bool {
+        let Some(models) = &self.options.models else {
+            return true;
+        };
+        let names = self
+            .known
+            .read()
+            .ok()
+            .and_then(|k| k.pipelines.get(pipeline).map(|r| r.models.clone()))
+            .unwrap_or_default();
+        names.iter().all(|m| models.ready(m).unwrap_or(false))
+    }
+
+    /// Whether a request of this replica waits for an answer on `topic`'s `partition`.
+    fn waits_on(&self, topic: &str, partition: i32) -> bool {
+        self.pending.lock().is_ok_and(|p| {
+            p.values().any(|w| {
+                // The errors topic may have another partition count: any of its partitions.
+                w.topics.iter().any(|t| t == topic) && (w.partition == partition || w.topics[0] != topic)
+            })
+        })
+    }
+
+    /// The drain reader: a rebalance takes partitions of the outputs topics away from this
+    /// replica while its callers wait for answers that will be written there, and another
+    /// replica (which has no waiter for them) now consumes them. This reader follows such
+    /// partitions outside the group, from where the outputs consumer stopped, and answers its
+    /// callers until none waits on the partition any more (answered or timed out) or the
+    /// outputs consumer holds it again. Nothing is re-published and no answer is lost.
+    fn run_drain(&self, reader: &BaseConsumer) {
+        let mut following: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        while !self.stop.load(Ordering::Relaxed) {
+            let mut changed = false;
+            let added: Vec<(String, i32, i64)> = self
+                .handover
+                .lock()
+                .map(|mut h| std::mem::take(&mut *h))
+                .unwrap_or_default();
+            if !following.is_empty() || !added.is_empty() {
+                // Where the reader is now, so a reassignment resumes there.
+                if let Ok(at) = reader.position() {
+                    for e in at.elements() {
+                        if let (Offset::Offset(o), Some(from)) =
+                            (e.offset(), following.get_mut(&(e.topic().to_string(), e.partition())))
+                        {
+                            *from = o;
+                        }
+                    }
+                }
+            }
+            for (topic, partition, from) in added {
+                tracing::info!(
+                    topic,
+                    partition,
+                    from,
+                    "gateway: following a partition it lost until its requests are answered"
+                );
+                following.insert((topic, partition), from);
+                changed = true;
+            }
+            let held = self.held.read().map(|h| h.clone()).unwrap_or_default();
+            following.retain(|(topic, partition), _| {
+                let keep =
+                    self.waits_on(topic, *partition) && !held.get(topic).is_some_and(|ps| ps.contains(partition));
+                changed |= !keep;
+                keep
+            });
+            if changed {
+                let mut tpl = TopicPartitionList::new();
+                for ((topic, partition), from) in &following {
+                    let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*from));
+                }
+                if let Err(e) = reader.assign(&tpl) {
+                    tracing::warn!(error = %e, "gateway drain reader: cannot assign");
+                }
+            }
+            if following.is_empty() {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            match reader.poll(Duration::from_millis(20)) {
+                Some(Ok(m)) => self.deliver(&m),
+                Some(Err(e)) => tracing::debug!(error = %e, "gateway drain reader"),
+                None => {}
+            }
+        }
     }
 
     /// Rebuilds the routes from the deployment log; returns the topics to consume.
@@ -787,6 +1123,17 @@ impl Gateway {
         }
         // Only topics that exist can be consumed (apply creates them before it deploys).
         topics.retain(|t| known.partitions.contains_key(t));
+        let inputs: Vec<&str> = known
+            .pipelines
+            .values()
+            .chain(known.models.values())
+            .map(|r| r.inputs.as_str())
+            .filter(|t| known.partitions.contains_key(*t))
+            .collect();
+        match crate::kafka::broker::topic_record_limits(&self.config, &inputs) {
+            Ok(limits) => known.record_limits = limits,
+            Err(e) => tracing::warn!(error = %e, "cannot read the inputs topics' record limits"),
+        }
         if let Some(models) = &self.options.models {
             let ms: Vec<_> = crate::kafka::control::models(deployments).cloned().collect();
             let ss: Vec<_> = crate::kafka::control::servers(deployments).cloned().collect();
@@ -874,9 +1221,24 @@ impl Gateway {
 struct OutputsContext {
     gateway: std::sync::Weak<Gateway>,
     timeout: Duration,
+    /// Where each held partition was taken up: its position until a record is read there.
+    assigned_at: Mutex<BTreeMap<(String, i32), i64>>,
 }
 
-impl ClientContext for OutputsContext {}
+impl ClientContext for OutputsContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if let Some(gateway) = self.gateway.upgrade() {
+            gateway.health.on_error(&error, reason);
+        }
+        tracing::warn!(error = %error, reason, "gateway's Kafka client");
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Some(gateway) = self.gateway.upgrade() {
+            gateway.health.on_stats(&statistics);
+        }
+    }
+}
 
 impl ConsumerContext for OutputsContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
@@ -902,6 +1264,9 @@ impl ConsumerContext for OutputsContext {
                             Err(_) => Offset::End,
                         },
                     };
+                    if let (Offset::Offset(o), Ok(mut at)) = (offset, self.assigned_at.lock()) {
+                        at.insert((topic.to_string(), partition), o);
+                    }
                     let _ = assign.add_partition_offset(topic, partition, offset);
                     held.entry(topic.to_string()).or_default().push(partition);
                 }
@@ -915,6 +1280,32 @@ impl ConsumerContext for OutputsContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 gateway.set_held(BTreeMap::new());
+                // Answers for requests still waiting here may land on these partitions under
+                // their next owner: the drain reader follows them from here.
+                let position = consumer.position().ok();
+                let assigned_at = self.assigned_at.lock().map(|a| a.clone()).unwrap_or_default();
+                {
+                    let mut handover = Vec::new();
+                    for e in tpl.elements() {
+                        let read_to = position
+                            .as_ref()
+                            .and_then(|at| at.find_partition(e.topic(), e.partition()))
+                            .and_then(|p| match p.offset() {
+                                Offset::Offset(o) => Some(o),
+                                _ => None,
+                            });
+                        let from =
+                            read_to.or_else(|| assigned_at.get(&(e.topic().to_string(), e.partition())).copied());
+                        if let Some(from) = from {
+                            if gateway.waits_on(e.topic(), e.partition()) {
+                                handover.push((e.topic().to_string(), e.partition(), from));
+                            }
+                        }
+                    }
+                    if let Ok(mut h) = gateway.handover.lock() {
+                        h.extend(handover);
+                    }
+                }
                 let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
                 let _ = consumer.unassign();
             }

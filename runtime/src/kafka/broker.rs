@@ -107,3 +107,137 @@ fn describes_itself(
         None => Err("no DescribeConfigs result".into()),
     }
 }
+
+/// Whether a client reaches any broker, as librdkafka sees it: all brokers down
+/// (`ALL_BROKERS_DOWN`, raised as soon as the last connection fails) until a statistics
+/// report (`statistics.interval.ms`, see [`BrokerHealth::STATS_INTERVAL_MS`]) shows a
+/// connection up again. A client context owns one and feeds it from its `error` and `stats`
+/// callbacks; the gateway refuses requests at once while it says down.
+#[derive(Debug, Default)]
+pub struct BrokerHealth {
+    down: std::sync::Mutex<Option<BrokerDown>>,
+}
+
+/// Since when no broker answers, and librdkafka's words for why.
+#[derive(Clone, Debug)]
+pub struct BrokerDown {
+    pub since: std::time::Instant,
+    pub reason: String,
+}
+
+impl BrokerHealth {
+    /// How often librdkafka reports statistics to a client that tracks its health: how long
+    /// the health may say "down" after a broker came back.
+    pub const STATS_INTERVAL_MS: u32 = 1000;
+
+    /// From `ClientContext::error`.
+    pub fn on_error(&self, error: &rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+            if down.is_none() {
+                tracing::warn!(reason, "no Kafka broker answers");
+                *down = Some(BrokerDown {
+                    since: std::time::Instant::now(),
+                    reason: reason.to_string(),
+                });
+                crate::metrics::metrics().broker_connected.set(0);
+            }
+        }
+    }
+
+    /// From `ClientContext::stats`: any broker connection up clears "down".
+    pub fn on_stats(&self, statistics: &rdkafka::Statistics) {
+        let up = statistics
+            .brokers
+            .values()
+            .any(|b| b.state == "UP" && b.source != "internal" && b.source != "logical");
+        self.set_up(up, "no broker connection is up");
+    }
+
+    /// A request the broker answered (a fetch, metadata) proves it reachable; a statistics
+    /// report with no connection up proves the opposite.
+    pub fn set_up(&self, up: bool, reason: &str) {
+        let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        match (up, down.is_some()) {
+            (true, true) => {
+                tracing::info!("a Kafka broker answers again");
+                *down = None;
+            }
+            (false, false) => {
+                *down = Some(BrokerDown {
+                    since: std::time::Instant::now(),
+                    reason: reason.to_string(),
+                })
+            }
+            _ => {}
+        }
+        crate::metrics::metrics()
+            .broker_connected
+            .set(i64::from(down.is_none()));
+    }
+
+    /// `Some` while no broker answers.
+    pub fn down(&self) -> Option<BrokerDown> {
+        self.down.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn all_brokers_down_until_a_connection_is_up() {
+        let health = BrokerHealth::default();
+        assert!(health.down().is_none());
+        health.on_error(
+            &rdkafka::error::KafkaError::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown),
+            "3/3 brokers are down",
+        );
+        let down = health.down().expect("down");
+        assert_eq!(down.reason, "3/3 brokers are down");
+        // Another error is not about reachability.
+        health.set_up(true, "");
+        assert!(health.down().is_none());
+        health.on_error(
+            &rdkafka::error::KafkaError::Global(rdkafka::types::RDKafkaErrorCode::MessageTimedOut),
+            "x",
+        );
+        assert!(health.down().is_none());
+    }
+}
+
+/// The largest record batch each topic takes (its `max.message.bytes`, which defaults to the
+/// broker's `message.max.bytes`, 1 MiB on Apache Kafka), from DescribeConfigs. Topics the
+/// broker does not describe (tansu describes none) are left out: the client's own
+/// `message.max.bytes` is then the only limit known.
+pub fn topic_record_limits(
+    config: &KafkaConfig,
+    topics: &[&str],
+) -> Result<std::collections::BTreeMap<String, usize>, KafkaError> {
+    let mut out = std::collections::BTreeMap::new();
+    if topics.is_empty() || config.flavor == BrokerFlavor::Tansu {
+        return Ok(out);
+    }
+    let admin: AdminClient<DefaultClientContext> = config.admin().create()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| KafkaError::Deploy(format!("cannot start a runtime for DescribeConfigs: {e}")))?;
+    let options = AdminOptions::new().request_timeout(Some(config.timeout));
+    let resources: Vec<ResourceSpecifier<'_>> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let results = runtime
+        .block_on(admin.describe_configs(resources.iter(), &options))
+        .map_err(|e| KafkaError::unreachable(config, "describing topic configurations", e))?;
+    for (topic, result) in topics.iter().zip(results) {
+        let Ok(resource) = result else { continue };
+        if let Some(limit) = resource
+            .get("max.message.bytes")
+            .and_then(|e| e.value.as_deref())
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            out.insert(topic.to_string(), limit);
+        }
+    }
+    Ok(out)
+}

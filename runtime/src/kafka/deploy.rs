@@ -753,6 +753,9 @@ pub struct GroupStatus {
     pub lag: i64,
     /// `Some(v)`: a group only draining version `v` runs.
     pub draining: Option<u64>,
+    /// What is wrong with it, naming the part: no live member, or what a member reports
+    /// (restarting after an error, paused on an unreachable model, lag growing).
+    pub problems: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -767,6 +770,11 @@ pub struct PipelineStatus {
 }
 
 impl PipelineStatus {
+    /// Everything wrong with the pipeline's data plane, one line each, naming the part.
+    pub fn problems(&self) -> Vec<String> {
+        self.groups.iter().flat_map(|g| g.problems.iter().cloned()).collect()
+    }
+
     /// Running: every consumer group has a member (unknown counts as running if nothing lags).
     pub fn running(&self) -> bool {
         self.groups
@@ -819,6 +827,7 @@ pub fn status(config: &KafkaConfig, prefix: &str) -> Result<Vec<PipelineStatus>,
                                 member: format!("{} ({})", m.client_id(), m.client_host()),
                                 partitions: super::members::decode_assignment(m.assignment()?)?,
                                 at_ms: super::now_ms(),
+                                problem: None,
                             })
                         })
                         .collect();
@@ -849,6 +858,20 @@ pub fn status(config: &KafkaConfig, prefix: &str) -> Result<Vec<PipelineStatus>,
                     lag += (high - at).max(0);
                 }
             }
+            let mut problems = Vec::new();
+            let reported = reports.get(&sub.consumer_group).cloned().unwrap_or_default();
+            let live = members.unwrap_or_else(|| reported.iter().filter(|r| r.problem.is_none()).count());
+            if live == 0 && only.is_none() {
+                problems.push(format!(
+                    "sub-topology {} has no live member (consumer group {}); {lag} records wait",
+                    sub.name, sub.consumer_group
+                ));
+            }
+            for r in &reported {
+                if let Some(problem) = &r.problem {
+                    problems.push(format!("sub-topology {} on {}: {problem}", sub.name, r.member));
+                }
+            }
             groups.push(GroupStatus {
                 sub_topology: sub.name.clone(),
                 group: sub.consumer_group.clone(),
@@ -856,6 +879,7 @@ pub fn status(config: &KafkaConfig, prefix: &str) -> Result<Vec<PipelineStatus>,
                 assignments,
                 lag,
                 draining: *only,
+                problems,
             });
         }
         out.push(PipelineStatus {

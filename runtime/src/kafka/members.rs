@@ -34,6 +34,10 @@ pub struct MemberReport {
     /// Topic → partitions held.
     pub partitions: BTreeMap<String, Vec<i32>>,
     pub at_ms: i64,
+    /// What keeps the member from processing, if anything: a runner restarting after an
+    /// error, records paused on an unreachable model, lag that keeps growing (§10 health).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 impl MemberReport {
@@ -98,8 +102,9 @@ impl MemberReporter {
         })
     }
 
-    /// What `group`'s consumer holds now (`None`: it stopped; a tombstone).
-    pub fn report(&self, group: &str, partitions: Option<BTreeMap<String, Vec<i32>>>) {
+    /// What `group`'s consumer holds now (`None`: it stopped; a tombstone), and what keeps it
+    /// from processing, if anything.
+    pub fn report(&self, group: &str, partitions: Option<BTreeMap<String, Vec<i32>>>, problem: Option<&str>) {
         let key = format!("{group}/{}", self.member);
         let value = partitions.map(|partitions| {
             serde_json::to_vec(&MemberReport {
@@ -107,6 +112,7 @@ impl MemberReporter {
                 member: self.member.clone(),
                 partitions,
                 at_ms: super::now_ms(),
+                problem: problem.map(str::to_string),
             })
             .unwrap_or_default()
         });

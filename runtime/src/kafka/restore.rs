@@ -1,5 +1,8 @@
-//! Reads a changelog partition from its beginning to its current end: the records that rebuild
-//! a task's store when its partition moves to this worker (or the worker lost its disk).
+//! Reads a changelog partition from its beginning (or a checkpoint) to its current end: the
+//! records that rebuild a task's store when its partition moves to this worker, or only its
+//! tail when the worker's local store is still there. Checkpoints (`.checkpoint` in a task's
+//! state directory, as Kafka Streams keeps them) say up to which changelog offset the local
+//! store is known to be on disk.
 
 use std::time::{Duration, Instant};
 
@@ -19,13 +22,35 @@ pub fn read_changelog(
     partition: i32,
     store: &str,
 ) -> Result<Vec<ChangelogRecord>, KafkaError> {
+    Ok(read_changelog_from(config, topic, partition, store, None)?.records)
+}
+
+/// A changelog read: its records, and whether they are the tail after a checkpoint (apply
+/// them onto the local store) or the whole changelog (clear the store first).
+#[derive(Debug)]
+pub struct ChangelogRead {
+    pub records: Vec<ChangelogRecord>,
+    pub tail_from: Option<i64>,
+}
+
+/// Like [`read_changelog`], from `checkpoint` when the changelog still holds that offset
+/// (not compacted or deleted below it, not recreated shorter); else from its beginning.
+pub fn read_changelog_from(
+    config: &KafkaConfig,
+    topic: &str,
+    partition: i32,
+    store: &str,
+    checkpoint: Option<i64>,
+) -> Result<ChangelogRead, KafkaError> {
     let consumer: BaseConsumer = config.reader().create()?;
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, config.timeout)
         .map_err(|e| KafkaError::unreachable(config, &format!("reading changelog {topic}/{partition}"), e))?;
+    let tail_from = checkpoint.filter(|c| (low..=high).contains(c));
+    let low = tail_from.unwrap_or(low);
     let mut records = Vec::new();
     if high <= low {
-        return Ok(records);
+        return Ok(ChangelogRead { records, tail_from });
     }
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(low))?;
@@ -66,7 +91,53 @@ pub fn read_changelog(
             break;
         }
     }
-    Ok(records)
+    Ok(ChangelogRead { records, tail_from })
+}
+
+const CHECKPOINT_FILE: &str = ".checkpoint";
+
+/// The checkpoint of a task's state directory: changelog topic → the offset up to which the
+/// local store is on disk. Empty when there is none (or it cannot be read: then everything
+/// is restored, which is always right).
+pub fn read_checkpoint(dir: &std::path::Path) -> std::collections::BTreeMap<String, i64> {
+    std::fs::read(dir.join(CHECKPOINT_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Writes the checkpoint atomically (a temporary file renamed over the old one).
+pub fn write_checkpoint(
+    dir: &std::path::Path,
+    offsets: &std::collections::BTreeMap<String, i64>,
+) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec(offsets).map_err(std::io::Error::other)?)?;
+    std::fs::rename(&tmp, dir.join(CHECKPOINT_FILE))
+}
+
+/// Removes the checkpoint: the local store may take writes that never commit (exactly once),
+/// so until the next clean checkpoint it must be restored in full.
+pub fn remove_checkpoint(dir: &std::path::Path) {
+    let _ = std::fs::remove_file(dir.join(CHECKPOINT_FILE));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_round_trip_and_a_missing_or_broken_one_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_checkpoint(dir.path()).is_empty());
+        let offsets = std::collections::BTreeMap::from([("c1".to_string(), 42), ("c2".to_string(), 0)]);
+        write_checkpoint(dir.path(), &offsets).unwrap();
+        assert_eq!(read_checkpoint(dir.path()), offsets);
+        std::fs::write(dir.path().join(CHECKPOINT_FILE), b"{not json").unwrap();
+        assert!(read_checkpoint(dir.path()).is_empty());
+        remove_checkpoint(dir.path());
+        assert!(read_checkpoint(dir.path()).is_empty());
+    }
 }
 
 /// The consumer's fetch position on `topic`/`partition` (-1 when it has none yet): past every

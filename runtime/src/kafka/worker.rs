@@ -28,7 +28,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::config::KafkaConfig;
 use super::control::Guarantee;
 use super::control::{ControlReader, PipelineDeployment};
-use super::restore::read_changelog;
+use super::restore::read_changelog_from;
 use super::{now_ms, KafkaError};
 use crate::operator::{BuildEnv, ModelBackend};
 use crate::record::Record;
@@ -332,6 +332,17 @@ fn reconcile(
                     Ok(()) => break,
                     Err(e) => {
                         tracing::error!(pipeline = %deployment.plan.name, sub = %deployment.plan.sub_topologies[sub].name, error = %e, "consumer failed; restarting");
+                        if let Some(reporter) = &options.reporter {
+                            let problem = format!(
+                                "restarting in {} after an error: {e}",
+                                crate::model_client::seconds(backoff)
+                            );
+                            reporter.report(
+                                &deployment.plan.sub_topologies[sub].consumer_group,
+                                Some(BTreeMap::new()),
+                                Some(&problem),
+                            );
+                        }
                         std::thread::sleep(backoff);
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
@@ -439,11 +450,18 @@ impl ProducerContext for DeliveryContext {
 /// every uncommitted record replayed).
 const ACK_WAIT_IN_LOOP: Duration = Duration::from_secs(2);
 
+/// How often an at-least-once runner checkpoints its stores (a flush and a watermark read per
+/// store); a restart on the same state directory replays at most this much changelog.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a "paused" problem is reported after the last rewind that raised it.
+const PAUSE_OUTLIVES_RETRY: Duration = Duration::from_secs(3);
+
+/// How many lag samples must each rise for "lag growing" (4: over 15 s).
+const LAG_SAMPLES: usize = 4;
+
 /// librdkafka's default `message.max.bytes`.
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
-/// What a record costs in a produce request beyond its key, value and headers (batch and
-/// record framing), rounded up.
-const RECORD_OVERHEAD_BYTES: usize = 128;
 
 struct SubRunner {
     config: KafkaConfig,
@@ -469,6 +487,23 @@ struct SubRunner {
     /// Error records written in place of records this runner read and did not work on (a
     /// deadline passed, a version retired), per input partition; sent by the poll loop.
     error_outputs: Vec<(i32, TaskOutput)>,
+    /// Records (topic, partition, offset) already answered with an error record in place of
+    /// being worked on, since the last commit: read again after a rewind, they are not
+    /// answered twice. Cleared by a commit, and by an aborted transaction (which took the
+    /// error records with it).
+    answered_in_place: std::collections::HashSet<(String, i32, i64)>,
+    /// The `max.message.bytes` of the topics this runner writes, where the broker says it.
+    topic_limits: BTreeMap<String, usize>,
+    /// What keeps this runner from processing (records paused on an unreachable model), for
+    /// its member reports.
+    problem: Option<(String, Instant)>,
+    /// The total lag at the last few gauge updates.
+    lag_history: std::collections::VecDeque<i64>,
+    /// When the stores were last checkpointed.
+    last_checkpoint: Instant,
+    /// Topic → the pipeline whose records its source reads (sources that read any record,
+    /// model calls', are not here).
+    source_filters: BTreeMap<String, String>,
     /// Exactly once: outputs, changelog records and input offsets in one transaction per batch.
     exactly_once: bool,
     /// The largest record the producer may send (`message.max.bytes`).
@@ -491,7 +526,32 @@ impl SubRunner {
         let consumer: BaseConsumer<GroupContext> = config
             .consumer(&s.consumer_group)
             .create_with_context(GroupContext::default())?;
+        let written: Vec<&str> = deployment.plan.sub_topologies[sub]
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                flowc_compiler::plan::Op::Sink { topic, .. } => Some(topic.as_str()),
+                _ => None,
+            })
+            .collect();
+        let topic_limits = super::broker::topic_record_limits(config, &written).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "topic record limits unknown; the client's message.max.bytes is the limit");
+            BTreeMap::new()
+        });
         let mut producer_config = config.producer();
+        // The topics' own limits decide (checked before writing, `too_large`), not librdkafka's
+        // 1,000,000 byte default; a limit set with -X stays.
+        if !config.properties.iter().any(|(k, _)| k == "message.max.bytes") {
+            let largest = topic_limits
+                .values()
+                .copied()
+                .max()
+                .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+            producer_config.set(
+                "message.max.bytes",
+                largest.clamp(DEFAULT_MAX_MESSAGE_BYTES, 1_000_000_000).to_string(),
+            );
+        }
         let max_message_bytes = producer_config
             .get("message.max.bytes")
             .and_then(|v| v.trim().parse().ok())
@@ -532,7 +592,26 @@ impl SubRunner {
         consumer.subscribe(&topics)?;
         tracing::info!(pipeline = %plan.name, sub = %s.name, group = %s.consumer_group, topics = ?topics, "consumer joined its group");
         let metrics = crate::metrics::metrics().step(&plan.name, &s.name);
+        // A source that reads only its pipeline's records drops the others (§4.3); they are
+        // counted here, so a garbled or foreign record is never dropped unseen.
+        let source_filters = deployment.plan.sub_topologies[sub]
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                flowc_compiler::plan::Op::Source {
+                    topic,
+                    pipeline: Some(p),
+                    ..
+                } => Some((topic.clone(), p.clone())),
+                _ => None,
+            })
+            .collect();
         let mut runner = SubRunner {
+            problem: None,
+            lag_history: std::collections::VecDeque::new(),
+            last_checkpoint: Instant::now(),
+            topic_limits,
+            source_filters,
             config: config.clone(),
             options: options.clone(),
             deployment,
@@ -548,6 +627,7 @@ impl SubRunner {
             metrics,
             versions,
             error_outputs: Vec::new(),
+            answered_in_place: std::collections::HashSet::new(),
             exactly_once,
             in_transaction: std::cell::Cell::new(false),
             max_message_bytes,
@@ -619,6 +699,7 @@ impl SubRunner {
                                 self.rewind(reason);
                                 break;
                             }
+                            self.resumed();
                             self.send(partition, out)?;
                         } else {
                             deferred.push((topic, record));
@@ -643,12 +724,20 @@ impl SubRunner {
                     }
                 }
             }
-            self.commit_within(ACK_WAIT_IN_LOOP)?;
+            let committed = self.commit_within(ACK_WAIT_IN_LOOP)?;
+            if committed && !self.exactly_once && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                self.checkpoint_all();
+            }
         }
         self.commit()?;
+        self.checkpoint_all();
         self.consumer.unsubscribe();
         if let Some(reporter) = &self.options.reporter {
-            reporter.report(&self.deployment.plan.sub_topologies[self.sub].consumer_group, None);
+            reporter.report(
+                &self.deployment.plan.sub_topologies[self.sub].consumer_group,
+                None,
+                None,
+            );
         }
         Ok(())
     }
@@ -667,15 +756,50 @@ impl SubRunner {
         for ps in partitions.values_mut() {
             ps.sort_unstable();
         }
+        // A pause retries every half second while the server stays away: one not renewed for
+        // a few seconds is over (the records that met it may all have expired since).
+        let paused = self
+            .problem
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < PAUSE_OUTLIVES_RETRY)
+            .map(|(p, _)| p.clone());
+        let problem = paused.or_else(|| self.lag_problem());
         reporter.report(
             &self.deployment.plan.sub_topologies[self.sub].consumer_group,
             Some(partitions),
+            problem.as_deref(),
         );
+    }
+
+    /// "lag growing" when the lag rose at every one of the last samples (taken every
+    /// [`super::members::REPORT_EVERY`]): the runner falls behind its inputs.
+    fn lag_problem(&self) -> Option<String> {
+        let samples: Vec<i64> = self.lag_history.iter().copied().collect();
+        if samples.len() < LAG_SAMPLES || !samples.windows(2).all(|w| w[1] > w[0]) {
+            return None;
+        }
+        let (first, last) = (samples[0], samples[samples.len() - 1]);
+        Some(format!(
+            "lag growing: {last} records behind, up {} in {} s",
+            last - first,
+            (samples.len() as u64 - 1) * super::members::REPORT_EVERY.as_secs()
+        ))
     }
 
     /// Store sizes and consumer lag (a watermark query per partition, bounded by 500 ms; on
     /// tansu, whose watermark counts batches, the lag reads low).
-    fn update_gauges(&self) {
+    fn update_gauges(&mut self) {
+        let lag = self.measure();
+        if let Some(lag) = lag {
+            self.lag_history.push_back(lag);
+            while self.lag_history.len() > LAG_SAMPLES {
+                self.lag_history.pop_front();
+            }
+        }
+    }
+
+    /// Sets the store and lag gauges; returns the total lag over the partitions held.
+    fn measure(&self) -> Option<i64> {
         let m = crate::metrics::metrics();
         let plan = &self.deployment.plan;
         let (pipeline, step) = (plan.name.as_str(), plan.sub_topologies[self.sub].name.as_str());
@@ -690,6 +814,7 @@ impl SubRunner {
             }
         }
         let group = &self.deployment.plan.sub_topologies[self.sub].consumer_group;
+        let mut total = None;
         if let Ok(positions) = self.consumer.position() {
             for e in positions.elements() {
                 let Offset::Offset(position) = e.offset() else {
@@ -699,12 +824,15 @@ impl SubRunner {
                     .consumer
                     .fetch_watermarks(e.topic(), e.partition(), Duration::from_millis(500));
                 if let Ok((_, high)) = high {
+                    let lag = (high - position).max(0);
                     m.consumer_lag
                         .with_label_values(&[group.as_str(), e.topic(), &e.partition().to_string()])
-                        .set((high - position).max(0));
+                        .set(lag);
+                    *total.get_or_insert(0) += lag;
                 }
             }
         }
+        total
     }
 
     /// Builds tasks for assigned partitions (restoring their stores) and drops revoked ones
@@ -718,7 +846,13 @@ impl SubRunner {
             match event {
                 GroupEvent::Revoked(partitions) => {
                     match self.commit_within(ACK_WAIT_IN_LOOP) {
-                        Ok(true) => {}
+                        // The partition may come back: its store, checkpointed, then needs
+                        // only the changelog's tail.
+                        Ok(true) => {
+                            for p in &partitions {
+                                self.checkpoint(*p);
+                            }
+                        }
                         Ok(false) => tracing::warn!(
                             "outputs not acknowledged on revoke, not committed; the new owner replays those records"
                         ),
@@ -730,6 +864,7 @@ impl SubRunner {
                         self.tasks.remove(&p);
                         self.pending.retain(|(_, q), _| *q != p);
                         self.uncommitted_from.retain(|(_, q), _| *q != p);
+                        self.answered_in_place.retain(|(_, q, _)| *q != p);
                     }
                 }
                 GroupEvent::Assigned(partitions) => {
@@ -751,16 +886,92 @@ impl SubRunner {
         let sub = &plan.sub_topologies[self.sub];
         let started = Instant::now();
         let mut restored = 0;
+        let mut tail = 0;
+        // Where the local store is on disk up to: only the changelog's tail is replayed. Only
+        // on brokers with exact watermarks (a checkpoint is a high watermark). Under exactly
+        // once the store takes writes of transactions that may abort, so the checkpoint holds
+        // only until processing starts: a crash then means a full restore.
+        let dir = self.task_dir(partition);
+        let checkpoint = match &dir {
+            Some(dir) if self.config.flavor.exact_watermarks() => {
+                let c = super::restore::read_checkpoint(dir);
+                if self.exactly_once {
+                    super::restore::remove_checkpoint(dir);
+                }
+                c
+            }
+            _ => BTreeMap::new(),
+        };
         let names: Vec<String> = task.store_names().map(str::to_string).collect();
         for store in names {
             let Some(topic) = self.changelogs.get(&store) else {
                 continue;
             };
-            let records = read_changelog(&self.config, topic, partition, &store)?;
-            restored += task.restore(&store, records)?;
+            let read = read_changelog_from(&self.config, topic, partition, &store, checkpoint.get(topic).copied())?;
+            if read.tail_from.is_some() {
+                tail += task.replay(&store, read.records)?;
+            } else {
+                restored += task.restore(&store, read.records)?;
+            }
         }
-        tracing::info!(pipeline = %plan.name, sub = %sub.name, partition, restored, elapsed = ?started.elapsed(), "task started");
+        tracing::info!(pipeline = %plan.name, sub = %sub.name, partition, restored, tail, from_checkpoint = !checkpoint.is_empty(), elapsed = ?started.elapsed(), "task started");
         Ok(task)
+    }
+
+    /// The state directory of `partition`'s task, if the sub-topology has stores.
+    fn task_dir(&self, partition: i32) -> Option<PathBuf> {
+        let plan = self.plan();
+        let sub = &plan.sub_topologies[self.sub];
+        sub.nodes.iter().any(|n| n.op.store().is_some()).then(|| {
+            self.options
+                .state_dir
+                .join(format!("{}.{}", plan.namespace, plan.name))
+                // A sub-topology that a later version changed runs beside the old one with
+                // stores of its own (as its group and changelogs, `control::runnable`).
+                .join(match super::control::since_of(&self.deployment.since, &sub.name) {
+                    1 => sub.name.clone(),
+                    n => format!("{}.v{n}", sub.name),
+                })
+                .join(partition.to_string())
+        })
+    }
+
+    /// Records that `partition`'s store is on disk up to its changelogs' current ends: flushes
+    /// it, then writes each changelog's high watermark to `.checkpoint`. Called after a commit
+    /// (every [`CHECKPOINT_EVERY`], on revoke, on stop), when all this task wrote is
+    /// acknowledged; a watermark read after the flush is never past what the store holds.
+    fn checkpoint(&self, partition: i32) {
+        let (Some(task), Some(dir)) = (self.tasks.get(&partition), self.task_dir(partition)) else {
+            return;
+        };
+        if !self.config.flavor.exact_watermarks() {
+            return;
+        }
+        let written = (|| -> Result<(), KafkaError> {
+            task.flush_stores()?;
+            let mut offsets = BTreeMap::new();
+            for store in task.store_names() {
+                let Some(topic) = self.changelogs.get(store) else {
+                    continue;
+                };
+                let (_, high) = self.consumer.fetch_watermarks(topic, partition, self.config.timeout)?;
+                offsets.insert(topic.clone(), high);
+            }
+            super::restore::write_checkpoint(&dir, &offsets)
+                .map_err(|e| KafkaError::Deploy(format!("writing {}: {e}", dir.display())))
+        })();
+        if let Err(e) = written {
+            tracing::warn!(partition, error = %e, "checkpoint not written; the next start restores in full");
+            super::restore::remove_checkpoint(&dir);
+        }
+    }
+
+    fn checkpoint_all(&mut self) {
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for p in partitions {
+            self.checkpoint(p);
+        }
+        self.last_checkpoint = Instant::now();
     }
 
     /// The task's operators and (empty) stores.
@@ -775,19 +986,7 @@ impl SubRunner {
             partitions: &partitions,
             models: self.options.models.clone(),
         };
-        let has_stores = sub.nodes.iter().any(|n| n.op.store().is_some());
-        let task = if has_stores {
-            let dir = self
-                .options
-                .state_dir
-                .join(format!("{}.{}", plan.namespace, plan.name))
-                // A sub-topology that a later version changed runs beside the old one with
-                // stores of its own (as its group and changelogs, `control::runnable`).
-                .join(match super::control::since_of(&self.deployment.since, &sub.name) {
-                    1 => sub.name.clone(),
-                    n => format!("{}.v{n}", sub.name),
-                })
-                .join(partition.to_string());
+        let task = if let Some(dir) = self.task_dir(partition) {
             let state = RocksState::open(&dir)?;
             let mut open = move |name: &str| Ok(Box::new(state.store(name)?) as Box<dyn StateStore>);
             Task::new(plan, sub, partition, &env, &mut open)?
@@ -815,6 +1014,26 @@ impl SubRunner {
             // Not ours (any more): the owner handles it.
             return None;
         }
+        let at = (topic.clone(), partition, message.offset());
+        if self.answered_in_place.contains(&at) {
+            return None;
+        }
+        let errors_before = self.error_outputs.len();
+        let taken = self.decode_and_check(message, topic, partition);
+        if self.error_outputs.len() > errors_before {
+            self.answered_in_place.insert(at);
+        }
+        taken
+    }
+
+    /// [`SubRunner::take`] past the offset bookkeeping: the record, unless it is skipped or
+    /// answered with an error record in place.
+    fn decode_and_check(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        topic: String,
+        partition: i32,
+    ) -> Option<(String, Record)> {
         let key = match message.key().map(std::str::from_utf8) {
             Some(Ok(k)) => k.to_string(),
             Some(Err(_)) => {
@@ -856,7 +1075,7 @@ impl SubRunner {
                         .with_label_values(&[
                             pipeline,
                             &self.deployment.plan.sub_topologies[self.sub].name,
-                            "pipeline deleted",
+                            "pipeline not deployed",
                         ])
                         .inc();
                     tracing::debug!(
@@ -867,6 +1086,19 @@ impl SubRunner {
                     );
                     return None;
                 }
+            }
+        }
+        if let Some(wanted) = self.source_filters.get(&topic) {
+            if record.pipeline() != Some(wanted.as_str()) {
+                let reason = match record.pipeline() {
+                    None => "no pipeline header",
+                    Some(_) => "another pipeline's record",
+                };
+                crate::metrics::metrics()
+                    .records_skipped
+                    .with_label_values(&[wanted, &self.deployment.plan.sub_topologies[self.sub].name, reason])
+                    .inc();
+                return None;
             }
         }
         if self.pool.is_empty() && !self.serves(&mut record) {
@@ -886,8 +1118,10 @@ impl SubRunner {
         let size = record.key.len()
             + record.value.len()
             + record.headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
-            + RECORD_OVERHEAD_BYTES;
-        if size <= self.max_message_bytes || record.is_error() {
+            + crate::record::RECORD_OVERHEAD_BYTES;
+        let topic_limit = self.topic_limits.get(topic).copied();
+        let limit = topic_limit.map_or(self.max_message_bytes, |t| t.min(self.max_message_bytes));
+        if size <= limit || record.is_error() {
             return None;
         }
         let plan = &self.deployment.plan;
@@ -896,10 +1130,16 @@ impl SubRunner {
             Role::ModelCall { model } => model.clone(),
             _ => record.pipeline().unwrap_or(&plan.name).to_string(),
         };
-        let text = format!(
-            "the output of step {} for {topic} is {size} bytes, over the limit of {} bytes a Kafka record may have here (message.max.bytes)",
-            sub.name, self.max_message_bytes
-        );
+        let text = match topic_limit {
+            Some(t) if t <= self.max_message_bytes => format!(
+                "the output of step {} is {size} bytes, over the limit of {t} bytes of topic {topic} (its max.message.bytes)",
+                sub.name
+            ),
+            _ => format!(
+                "the output of step {} for {topic} is {size} bytes, over the limit of {} bytes a Kafka record may have here (message.max.bytes)",
+                sub.name, self.max_message_bytes
+            ),
+        };
         tracing::warn!(key = %record.key, step = %sub.name, size, "output over the record size limit; answered with an error");
         let mut value = record.clone();
         value.value = bytes::Bytes::new();
@@ -933,7 +1173,7 @@ impl SubRunner {
             Role::ModelCall { model } => (format!("model {model}"), model.clone()),
             _ => (sub.name.clone(), record.pipeline().unwrap_or(&plan.name).to_string()),
         };
-        let text = format!("deadline exceeded before step {step} ({} ms late)", now - deadline);
+        let text = crate::record::deadline_text(&step, now - deadline);
         crate::metrics::metrics()
             .records_skipped
             .with_label_values(&[record.pipeline().unwrap_or(&plan.name), &sub.name, "deadline exceeded"])
@@ -1099,6 +1339,7 @@ impl SubRunner {
             self.rewind(&reason);
             return Ok(());
         }
+        self.resumed();
         for out in outputs {
             // No stores here, so no changelog records: the partition argument is unused.
             self.send(0, out)?;
@@ -1106,11 +1347,23 @@ impl SubRunner {
         Ok(())
     }
 
+    /// Records are processed again after a pause: the member report says so at once.
+    fn resumed(&mut self) {
+        if self.problem.take().is_some() {
+            self.report_members();
+        }
+    }
+
     /// A model server is unreachable: go back to the first uncommitted record of every
     /// partition and wait a little, so those records are retried, not lost or answered with
     /// an error (records already written are written again: at least once).
     fn rewind(&mut self, reason: &str) {
         tracing::warn!(pipeline = %self.plan().name, reason, "model server unreachable; retrying uncommitted records");
+        let first = self.problem.is_none();
+        self.problem = Some((format!("paused, retrying: {reason}"), Instant::now()));
+        if first {
+            self.report_members();
+        }
         if self.exactly_once && self.in_transaction.get() {
             // What the batch wrote so far must not commit with its retry.
             if let Err(e) = self.abort_and_rebuild() {
@@ -1247,6 +1500,7 @@ impl SubRunner {
             Ok(()) => {
                 self.pending.clear();
                 self.uncommitted_from.clear();
+                self.answered_in_place.clear();
             }
             // Kept for the next commit (offsets are absolute); a revoke drops what is no
             // longer ours, and its new owner replays from the last commit.
@@ -1294,6 +1548,7 @@ impl SubRunner {
                 self.in_transaction.set(false);
                 self.pending.clear();
                 self.uncommitted_from.clear();
+                self.answered_in_place.clear();
                 Ok(true)
             }
             Ok(()) => {
@@ -1303,6 +1558,7 @@ impl SubRunner {
                 self.in_transaction.set(false);
                 self.pending.clear();
                 self.uncommitted_from.clear();
+                self.answered_in_place.clear();
                 Ok(true)
             }
             Err(rdkafka::error::KafkaError::Transaction(e)) if e.txn_requires_abort() => {
@@ -1339,6 +1595,7 @@ impl SubRunner {
             self.in_transaction.set(false);
         }
         self.producer.context().failed.store(0, Ordering::Relaxed);
+        self.answered_in_place.clear();
         let partitions: Vec<i32> = self.tasks.keys().copied().collect();
         for p in partitions {
             self.tasks.remove(&p);

@@ -118,9 +118,30 @@ impl Operator for ModelCall {
         };
         request.model_name.clone_from(&self.model);
         // The call is a span of the request's trace; the model server gets its traceparent.
-        let traced: Vec<(String, String)> = crate::trace::child_of(&envelope.headers)
+        let mut traced: Vec<(String, String)> = crate::trace::child_of(&envelope.headers)
             .map(|tp| vec![(header::TRACEPARENT.to_string(), tp.to_string())])
             .unwrap_or_default();
+        // A request nobody waits for any more is not sent (§10); the backend stops retrying an
+        // unreachable server at the deadline too.
+        if let Some(deadline) = envelope
+            .header(header::DEADLINE)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            let now = ctx.now_ms;
+            if now > deadline {
+                envelope.headers.retain(|(n, _)| n != header::PIPELINE_ERRORS);
+                envelope
+                    .headers
+                    .push((header::PIPELINE_ERRORS.to_string(), self.model.as_bytes().to_vec()));
+                envelope.payload = Payload::Error(Bytes::from(crate::record::deadline_text(
+                    &format!("model {}", self.model),
+                    now - deadline,
+                )));
+                ctx.emit_error(envelope);
+                return Ok(());
+            }
+            traced.push((header::DEADLINE.to_string(), deadline.to_string()));
+        }
         let started = std::time::Instant::now();
         let answer = self.backend.call_with_headers(&self.model, request, &traced);
         self.seconds.observe(started.elapsed().as_secs_f64());
