@@ -11,21 +11,27 @@ use std::time::{Duration, Instant};
 
 use support::{free_port, http_post, json_tensors, Proc};
 
-#[test]
-fn up_runs_a_sample_end_to_end_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (broker, http, grpc, models) = (free_port(), free_port(), free_port(), free_port());
+/// A running `flowc up` of `sample` on free ports, once it says it is ready.
+struct Up {
+    up: Proc,
+    broker: u16,
+    http_listen: String,
+    kind: String,
+}
+
+fn start_up(dir: &std::path::Path, sample: &str) -> Up {
+    let broker = free_port();
     let (broker_port, http_listen, grpc_listen, model_listen) = (
         broker.to_string(),
-        format!("127.0.0.1:{http}"),
-        format!("127.0.0.1:{grpc}"),
-        format!("127.0.0.1:{models}"),
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
     );
-    let sample = support::root().join("samples/join.yaml").display().to_string();
+    let sample = support::root().join(sample).display().to_string();
     let kind = support::broker_kind().to_string();
-    let mut up = Proc::spawn(
+    let up = Proc::spawn(
         "up",
-        dir.path(),
+        dir,
         &[
             "up",
             &sample,
@@ -42,6 +48,23 @@ fn up_runs_a_sample_end_to_end_and_stops_on_sigterm() {
         ],
     );
     up.wait_for_log("flowc up: ready", 1, Duration::from_secs(120));
+    Up {
+        up,
+        broker,
+        http_listen,
+        kind,
+    }
+}
+
+#[test]
+fn up_runs_a_sample_end_to_end_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Up {
+        mut up,
+        broker,
+        http_listen,
+        kind,
+    } = start_up(dir.path(), "samples/join.yaml");
     let log = up.log();
     for part in &[
         format!("flowc up: broker ({kind}) on 127.0.0.1:"),
@@ -141,34 +164,9 @@ fn dev_broker_runs_a_broker_until_sigterm() {
 #[test]
 fn up_says_its_broker_died_and_stops() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (broker, http) = (free_port(), free_port());
-    let (broker_port, http_listen, grpc_listen, model_listen) = (
-        broker.to_string(),
-        format!("127.0.0.1:{http}"),
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    let sample = support::root().join("samples/chain.yaml").display().to_string();
-    let kind = support::broker_kind().to_string();
-    let mut up = Proc::spawn(
-        "up",
-        dir.path(),
-        &[
-            "up",
-            &sample,
-            "--broker",
-            &kind,
-            "--broker-port",
-            &broker_port,
-            "--http-listen",
-            &http_listen,
-            "--grpc-listen",
-            &grpc_listen,
-            "--model-listen",
-            &model_listen,
-        ],
-    );
-    up.wait_for_log("flowc up: ready", 1, Duration::from_secs(120));
+    let Up {
+        mut up, broker, kind, ..
+    } = start_up(dir.path(), "samples/chain.yaml");
     // The broker is up's child process that listens on the broker port.
     let pid = up.pid().expect("running");
     let children = std::process::Command::new("pgrep")

@@ -450,6 +450,10 @@ impl ProducerContext for DeliveryContext {
 /// every uncommitted record replayed).
 const ACK_WAIT_IN_LOOP: Duration = Duration::from_secs(2);
 
+/// How long an exactly-once transaction stays open across batches before it commits: what a
+/// record waits at most, beyond its batch, before readers (`read_committed`) see it.
+const EOS_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How often an at-least-once runner checkpoints its stores (a flush and a watermark read per
 /// store); a restart on the same state directory replays at most this much changelog.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
@@ -501,6 +505,8 @@ struct SubRunner {
     lag_history: std::collections::VecDeque<i64>,
     /// When the stores were last checkpointed.
     last_checkpoint: Instant,
+    /// When the open transaction began (exactly once).
+    transaction_began: std::cell::Cell<Instant>,
     /// Topic → the pipeline whose records its source reads (sources that read any record,
     /// model calls', are not here).
     source_filters: BTreeMap<String, String>,
@@ -610,6 +616,7 @@ impl SubRunner {
             problem: None,
             lag_history: std::collections::VecDeque::new(),
             last_checkpoint: Instant::now(),
+            transaction_began: std::cell::Cell::new(Instant::now()),
             topic_limits,
             source_filters,
             config: config.clone(),
@@ -724,7 +731,13 @@ impl SubRunner {
                     }
                 }
             }
-            let committed = self.commit_within(ACK_WAIT_IN_LOOP)?;
+            // Exactly once: a transaction spans batches for up to EOS_COMMIT_INTERVAL, so its
+            // fixed cost (offsets, markers, the end of the transaction) is paid once per
+            // interval, not once per batch (Kafka Streams' commit.interval.ms under EOS).
+            let keep_open = self.exactly_once
+                && self.in_transaction.get()
+                && self.transaction_began.get().elapsed() < EOS_COMMIT_INTERVAL;
+            let committed = !keep_open && self.commit_within(ACK_WAIT_IN_LOOP)?;
             if committed && !self.exactly_once && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
                 self.checkpoint_all();
             }
@@ -1434,6 +1447,7 @@ impl SubRunner {
         if self.exactly_once && !self.in_transaction.get() {
             self.producer.begin_transaction()?;
             self.in_transaction.set(true);
+            self.transaction_began.set(Instant::now());
         }
         let deadline = Instant::now() + self.config.timeout;
         loop {
