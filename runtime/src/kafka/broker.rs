@@ -182,31 +182,6 @@ impl BrokerHealth {
     }
 }
 
-#[cfg(test)]
-mod health_tests {
-    use super::*;
-
-    #[test]
-    fn all_brokers_down_until_a_connection_is_up() {
-        let health = BrokerHealth::default();
-        assert!(health.down().is_none());
-        health.on_error(
-            &rdkafka::error::KafkaError::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown),
-            "3/3 brokers are down",
-        );
-        let down = health.down().expect("down");
-        assert_eq!(down.reason, "3/3 brokers are down");
-        // Another error is not about reachability.
-        health.set_up(true, "");
-        assert!(health.down().is_none());
-        health.on_error(
-            &rdkafka::error::KafkaError::Global(rdkafka::types::RDKafkaErrorCode::MessageTimedOut),
-            "x",
-        );
-        assert!(health.down().is_none());
-    }
-}
-
 /// The largest record batch each topic takes (its `max.message.bytes`, which defaults to the
 /// broker's `message.max.bytes`, 1 MiB on Apache Kafka), from DescribeConfigs. Topics the
 /// broker does not describe (tansu describes none) are left out: the client's own
@@ -240,4 +215,29 @@ pub fn topic_record_limits(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn all_brokers_down_until_a_connection_is_up() {
+        let health = BrokerHealth::default();
+        assert!(health.down().is_none());
+        health.on_error(
+            &rdkafka::error::KafkaError::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown),
+            "3/3 brokers are down",
+        );
+        let down = health.down().expect("down");
+        assert_eq!(down.reason, "3/3 brokers are down");
+        // Another error is not about reachability.
+        health.set_up(true, "");
+        assert!(health.down().is_none());
+        health.on_error(
+            &rdkafka::error::KafkaError::Global(rdkafka::types::RDKafkaErrorCode::MessageTimedOut),
+            "x",
+        );
+        assert!(health.down().is_none());
+    }
 }

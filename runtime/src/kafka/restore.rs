@@ -122,6 +122,18 @@ pub fn remove_checkpoint(dir: &std::path::Path) {
     let _ = std::fs::remove_file(dir.join(CHECKPOINT_FILE));
 }
 
+/// The consumer's fetch position on `topic`/`partition` (-1 when it has none yet): past every
+/// record it returned, and past offsets that hold no record for it (compacted away,
+/// transaction markers).
+pub(crate) fn fetch_position(consumer: &BaseConsumer, topic: &str, partition: i32) -> i64 {
+    consumer
+        .position()
+        .ok()
+        .and_then(|tpl| tpl.find_partition(topic, partition).map(|p| p.offset()))
+        .and_then(|offset| offset.to_raw())
+        .unwrap_or(-1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,16 +150,4 @@ mod tests {
         remove_checkpoint(dir.path());
         assert!(read_checkpoint(dir.path()).is_empty());
     }
-}
-
-/// The consumer's fetch position on `topic`/`partition` (-1 when it has none yet): past every
-/// record it returned, and past offsets that hold no record for it (compacted away,
-/// transaction markers).
-pub(crate) fn fetch_position(consumer: &BaseConsumer, topic: &str, partition: i32) -> i64 {
-    consumer
-        .position()
-        .ok()
-        .and_then(|tpl| tpl.find_partition(topic, partition).map(|p| p.offset()))
-        .and_then(|offset| offset.to_raw())
-        .unwrap_or(-1)
 }
