@@ -106,17 +106,25 @@ pub struct Document {
     pub root: Node,
 }
 
+/// Most nodes that aliases (`*a`) of one file may expand to. Every alias copies its anchor's
+/// tree, so a few hundred bytes of nested aliases ("billion laughs") would otherwise expand to
+/// gigabytes; real pipeline files expand to a few hundred nodes, if they use aliases at all.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+
+/// `size` counts the nodes of the frame's children (their whole trees), for the alias budget.
 enum Frame {
     Seq {
         start: usize,
         anchor: usize,
         items: Vec<Node>,
+        size: usize,
     },
     Map {
         start: usize,
         anchor: usize,
         entries: Vec<(Node, Node)>,
         pending_key: Option<Node>,
+        size: usize,
     },
 }
 
@@ -125,7 +133,9 @@ enum Frame {
 pub fn parse_documents(file: FileId, source: &SourceFile, diags: &mut Diagnostics) -> Vec<Document> {
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: BTreeMap<usize, Node> = BTreeMap::new();
+    // Anchored nodes with the number of nodes in their tree.
+    let mut anchors: BTreeMap<usize, (Node, usize)> = BTreeMap::new();
+    let mut alias_nodes = 0usize;
     let offset = |m: saphyr_parser::Marker| source.offset_of(m.line().saturating_sub(1), m.col());
     let location = |span: Span| Location::new(file, offset(span.start)..offset(span.end).max(offset(span.start)));
 
@@ -143,7 +153,7 @@ pub fn parse_documents(file: FileId, source: &SourceFile, diags: &mut Diagnostic
                 return docs;
             }
         };
-        let node = match event {
+        let (node, size) = match event {
             Event::Scalar(value, style, anchor, _tag) => {
                 let style = match style {
                     ScalarStyle::Plain => Style::Plain,
@@ -159,15 +169,34 @@ pub fn parse_documents(file: FileId, source: &SourceFile, diags: &mut Diagnostic
                     location: location(span),
                 };
                 if anchor > 0 {
-                    anchors.insert(anchor, node.clone());
+                    anchors.insert(anchor, (node.clone(), 1));
                 }
-                node
+                (node, 1)
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(node) => Node {
-                    kind: node.kind.clone(),
-                    location: location(span),
-                },
+                Some((node, size)) => {
+                    alias_nodes = alias_nodes.saturating_add(*size);
+                    if alias_nodes > MAX_ALIAS_NODES {
+                        let at = location(span);
+                        diags.push(
+                            Diagnostic::new(
+                                Code::YamlSyntax,
+                                at,
+                                format!("YAML aliases expand to more than {MAX_ALIAS_NODES} nodes"),
+                            )
+                            .label("this alias goes over the limit")
+                            .help("every `*alias` copies its anchor's whole tree; write the values out, or nest fewer aliases; nothing after this point in this file was read"),
+                        );
+                        return docs;
+                    }
+                    (
+                        Node {
+                            kind: node.kind.clone(),
+                            location: location(span),
+                        },
+                        *size,
+                    )
+                }
                 None => continue,
             },
             Event::SequenceStart(anchor, _) => {
@@ -175,6 +204,7 @@ pub fn parse_documents(file: FileId, source: &SourceFile, diags: &mut Diagnostic
                     start: offset(span.start),
                     anchor,
                     items: Vec::new(),
+                    size: 0,
                 });
                 continue;
             }
@@ -184,16 +214,26 @@ pub fn parse_documents(file: FileId, source: &SourceFile, diags: &mut Diagnostic
                     anchor,
                     entries: Vec::new(),
                     pending_key: None,
+                    size: 0,
                 });
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let end = offset(span.end);
-                let (kind, start, anchor) = match stack.pop() {
-                    Some(Frame::Seq { start, anchor, items }) => (NodeKind::Seq(items), start, anchor),
+                let (kind, start, anchor, size) = match stack.pop() {
+                    Some(Frame::Seq {
+                        start,
+                        anchor,
+                        items,
+                        size,
+                    }) => (NodeKind::Seq(items), start, anchor, size.saturating_add(1)),
                     Some(Frame::Map {
-                        start, anchor, entries, ..
-                    }) => (NodeKind::Map(entries), start, anchor),
+                        start,
+                        anchor,
+                        entries,
+                        size,
+                        ..
+                    }) => (NodeKind::Map(entries), start, anchor, size.saturating_add(1)),
                     None => continue,
                 };
                 let last_child_end = match &kind {
@@ -207,9 +247,9 @@ pub fn parse_documents(file: FileId, source: &SourceFile, diags: &mut Diagnostic
                     location: Location::new(file, start..end),
                 };
                 if anchor > 0 {
-                    anchors.insert(anchor, node.clone());
+                    anchors.insert(anchor, (node.clone(), size));
                 }
-                node
+                (node, size)
             }
             Event::DocumentStart(_) => {
                 anchors.clear();
@@ -218,13 +258,22 @@ pub fn parse_documents(file: FileId, source: &SourceFile, diags: &mut Diagnostic
             _ => continue,
         };
         match stack.last_mut() {
-            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Seq { items, size: total, .. }) => {
+                *total = total.saturating_add(size);
+                items.push(node);
+            }
             Some(Frame::Map {
-                entries, pending_key, ..
-            }) => match pending_key.take() {
-                Some(key) => entries.push((key, node)),
-                None => *pending_key = Some(node),
-            },
+                entries,
+                pending_key,
+                size: total,
+                ..
+            }) => {
+                *total = total.saturating_add(size);
+                match pending_key.take() {
+                    Some(key) => entries.push((key, node)),
+                    None => *pending_key = Some(node),
+                }
+            }
             None => {
                 if !node.is_null() {
                     docs.push(Document { root: node });
@@ -288,5 +337,29 @@ mod tests {
         assert!(diags.is_empty());
         let NodeKind::Map(e) = &docs[0].root.kind else { panic!() };
         assert_eq!(e[0].1.kind, e[1].1.kind);
+    }
+
+    /// Regression (fuzz target `compile_yaml`, fuzz/corpus/compile_yaml/regression-billion-laughs.yaml):
+    /// 452 bytes of nested aliases expanded to 10^8 nodes and over 2 GB before the alias budget.
+    #[test]
+    fn nested_aliases_stop_at_the_budget() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let (_, docs, diags) = parse(&text);
+        let d: Vec<_> = diags.iter().collect();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].code, Code::YamlSyntax);
+        assert_eq!(
+            d[0].message,
+            format!("YAML aliases expand to more than {MAX_ALIAS_NODES} nodes")
+        );
+        assert!(docs.is_empty(), "the document was not finished");
+        // Within the budget, aliases of aliases still resolve.
+        let (_, docs, diags) = parse("a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n");
+        assert!(diags.is_empty());
+        assert_eq!(docs.len(), 1);
     }
 }

@@ -861,6 +861,13 @@ pub fn concat_dim0(parts: &[Tensor]) -> Result<Tensor, TensorError> {
     }
     let mut shape = first.shape.clone();
     shape[0] = dim0;
+    // The parts' element counts fit, but the merged one may not: [2^31, 2^32, 0] holds no
+    // element, [2^32, 2^32, 0] overflows the count before the 0 is reached.
+    if element_count(&first.name, &shape).is_err() {
+        return Err(fail(format!(
+            "the merged shape {shape:?} is invalid (its element count overflows)"
+        )));
+    }
     Ok(Tensor {
         name: first.name.clone(),
         shape,
@@ -1404,6 +1411,26 @@ mod tests {
             concat_dim0(&[a, broken]),
             Err(TensorError::ElementCount { .. })
         ));
+    }
+
+    /// Regression (fuzz target `record_tensor`, input in fuzz/corpus/record_tensor/
+    /// `regression-merged-shape-overflows`): INT32 `x` of shape [2^31, 2^32, 0] (no elements)
+    /// batched with itself gave a tensor of shape [2^32, 2^32, 0], whose element count overflows.
+    #[test]
+    fn merging_into_an_overflowing_shape_is_an_error() {
+        use prost::Message;
+        let record: &[u8] = &[
+            0x2a, 0x17, 0x0a, 0x01, 0x78, 0x12, 0x05, 0x49, 0x4e, 0x54, 0x33, 0x32, 0x1a, 0x0b, 0x80, 0x80, 0x80, 0x80,
+            0x08, 0x80, 0x80, 0x80, 0x80, 0x10, 0x00,
+        ];
+        let request = ModelInferRequest::decode(record).unwrap();
+        let tensors = decode_request(&request).unwrap();
+        assert_eq!(tensors[0].shape, vec![1 << 31, 1 << 32, 0]);
+        let err = merge_batch(&[tensors.clone(), tensors]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot concatenate tensor 'x': the merged shape [4294967296, 4294967296, 0] is invalid (its element count overflows)"
+        );
     }
 
     #[test]
