@@ -202,6 +202,15 @@ fn not_served(server: &ReferenceServer, model: &str) -> Option<Response> {
     ))
 }
 
+/// The server's call counters, as on its gRPC port (`ReferenceServer::metrics_text`).
+async fn metrics(State(server): State<Arc<ReferenceServer>>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        server.metrics_text(),
+    )
+        .into_response()
+}
+
 async fn live() -> Response {
     json_response(StatusCode::OK, &json!({"live": true}))
 }
@@ -272,6 +281,7 @@ pub fn router(server: ReferenceServer) -> Router {
         .route("/v2/models/{model}", get(model_metadata))
         .route("/v2/models/{model}/ready", get(model_ready))
         .route("/v2/models/{model}/infer", post(model_infer))
+        .route("/metrics", get(metrics))
         // Requests may be as large as gRPC ones (axum's default limit is 2 MB).
         .layer(DefaultBodyLimit::disable())
         .with_state(Arc::new(server))
@@ -481,6 +491,41 @@ mod tests {
     use crate::proto::inference::infer_parameter::ParameterChoice;
     use crate::proto::inference::InferParameter;
     use crate::tensor::{Parameters, Tensor, TensorData};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_rest_front_counts_its_calls_on_metrics() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = ReferenceServer::new().with_model("tfsimple1", "sum-diff").unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve_http(listener, server, async {
+            let _ = stopped.await;
+        }));
+        let text = tokio::task::spawn_blocking(move || {
+            let body = json!({"inputs": [
+                {"name": "INPUT0", "datatype": "INT32", "shape": [1, 2], "data": [1, 2]},
+                {"name": "INPUT1", "datatype": "INT32", "shape": [1, 2], "data": [1, 2]}]});
+            let r = ureq::post(&format!("http://{addr}/v2/models/tfsimple1/infer"))
+                .header("content-type", "application/json")
+                .send(body.to_string().as_bytes())
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            ureq::get(&format!("http://{addr}/metrics"))
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            text.contains("flowc_model_requests_total{model=\"tfsimple1\",outcome=\"ok\"} 1"),
+            "{text}"
+        );
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+    }
 
     #[test]
     fn outputs_as_binary_data_and_only_those_requested() {
