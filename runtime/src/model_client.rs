@@ -293,6 +293,19 @@ impl Call {
         let mut delay = self.backoff;
         let mut attempt = 1;
         loop {
+            // A retry after the request's deadline (§10) would call the model for nobody: the
+            // check comes after the back-off sleep, right before the try.
+            if let (Some(deadline), true) = (deadline, attempt > 1) {
+                let late = crate::kafka::now_ms() - deadline;
+                if late > 0 {
+                    let model = request.as_ref().map(|r| r.model_name.clone()).unwrap_or_default();
+                    return Err(ModelCallError::Failed(format!(
+                        "{} while model server {} was unavailable",
+                        crate::record::deadline_text(&format!("model {model}"), late),
+                        self.url
+                    )));
+                }
+            }
             let last = attempt >= self.tries;
             let message = if last {
                 request.take().expect("the request is kept until the last try")
@@ -330,19 +343,6 @@ impl Call {
             };
             if status.code() != Code::Unavailable {
                 return Err(ModelCallError::Failed(self.describe(&status, attempt)));
-            }
-            // Retrying past the request's deadline (§10) would call the model for nobody.
-            // (Not before it: the caller's gateway answers 504 at the deadline itself.)
-            if let Some(deadline) = deadline {
-                let late = crate::kafka::now_ms() - deadline;
-                if late > 0 {
-                    let model = request.as_ref().map(|r| r.model_name.clone()).unwrap_or_default();
-                    return Err(ModelCallError::Failed(format!(
-                        "{} while model server {} was unavailable",
-                        crate::record::deadline_text(&format!("model {model}"), late),
-                        self.url
-                    )));
-                }
             }
             tracing::debug!(url = %self.url, attempt, code = ?status.code(), "model server unavailable, retrying");
             tokio::time::sleep(delay).await;
