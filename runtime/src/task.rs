@@ -147,12 +147,7 @@ impl Task {
             return Ok(0);
         };
         s.clear()?;
-        let mut applied = 0;
-        for r in &records {
-            s.apply(r)?;
-            applied += 1;
-        }
-        Ok(applied)
+        self.replay(store, records)
     }
 
     /// Writes every store's in-memory part to disk (before a checkpoint).

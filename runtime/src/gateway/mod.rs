@@ -334,19 +334,12 @@ impl Drop for Pending<'_> {
 impl Gateway {
     /// Connects to the broker (producer only); [`Gateway::run_consumer`] does the rest.
     pub fn new(config: &KafkaConfig, options: GatewayOptions) -> Result<Arc<Gateway>, KafkaError> {
-        let mut producer_config = config.producer();
+        // The inputs topics' own limits decide (checked before writing), up to twice the
+        // gateway's request limit (a record's protobuf may be larger than its JSON).
+        let (mut producer_config, max_message_bytes) =
+            config.producer_for_records_of(options.max_request_bytes.saturating_mul(2));
         // An answer is awaited by a caller: hand records over at once.
         producer_config.set("linger.ms", "0");
-        // The topics' own limits decide (checked before writing); librdkafka's 1,000,000 byte
-        // default would refuse large requests that a topic takes. A limit set with -X stays.
-        if !config.properties.iter().any(|(k, _)| k == "message.max.bytes") {
-            let bytes = (options.max_request_bytes.saturating_mul(2)).clamp(1_000_000, 1_000_000_000);
-            producer_config.set("message.max.bytes", bytes.to_string());
-        }
-        let max_message_bytes = producer_config
-            .get("message.max.bytes")
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(1_000_000);
         let producer: FutureProducer = producer_config.create()?;
         let (held_version, _) = watch::channel(0);
         Ok(Arc::new(Gateway {
@@ -760,7 +753,6 @@ impl Gateway {
         if let Err((e, _)) = self.producer.send(record, Timeout::After(wait)).await {
             guard.done = true;
             return Err(match e.rdkafka_error_code() {
-                // The Kafka record limit (`message.max.bytes`), below the gateway's own.
                 // A limit below the one checked above (the broker's own message.max.bytes).
                 Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge) => GatewayError::TooLargeForKafka {
                     size,

@@ -159,6 +159,24 @@ impl KafkaConfig {
         ])
     }
 
+    /// [`KafkaConfig::producer`] for records of up to `largest` bytes: librdkafka's own
+    /// `message.max.bytes` (1,000,000 by default) is raised to it (within librdkafka's
+    /// bounds), so the topics' `max.message.bytes`, checked before writing, decide; a limit set
+    /// with `-X` stays. Returns the settings and the client limit in force.
+    pub fn producer_for_records_of(&self, largest: usize) -> (ClientConfig, usize) {
+        const LIBRDKAFKA_DEFAULT: usize = 1_000_000;
+        let mut config = self.producer();
+        if !self.properties.iter().any(|(k, _)| k == "message.max.bytes") {
+            let bytes = largest.clamp(LIBRDKAFKA_DEFAULT, 1_000_000_000);
+            config.set("message.max.bytes", bytes.to_string());
+        }
+        let limit = config
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(LIBRDKAFKA_DEFAULT);
+        (config, limit)
+    }
+
     pub fn admin(&self) -> ClientConfig {
         self.base(&[("socket.timeout.ms", Self::ms(self.timeout))])
     }

@@ -544,24 +544,14 @@ impl SubRunner {
             tracing::warn!(error = %e, "topic record limits unknown; the client's message.max.bytes is the limit");
             BTreeMap::new()
         });
-        let mut producer_config = config.producer();
-        // The topics' own limits decide (checked before writing, `too_large`), not librdkafka's
-        // 1,000,000 byte default; a limit set with -X stays.
-        if !config.properties.iter().any(|(k, _)| k == "message.max.bytes") {
-            let largest = topic_limits
+        // The topics' own limits decide (checked before writing, `too_large`).
+        let (mut producer_config, max_message_bytes) = config.producer_for_records_of(
+            topic_limits
                 .values()
                 .copied()
                 .max()
-                .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
-            producer_config.set(
-                "message.max.bytes",
-                largest.clamp(DEFAULT_MAX_MESSAGE_BYTES, 1_000_000_000).to_string(),
-            );
-        }
-        let max_message_bytes = producer_config
-            .get("message.max.bytes")
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+                .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+        );
         if exactly_once {
             // EOS v2: one transactional producer per consumer, fenced through the consumer
             // group's generation. The id is stable across restarts of this worker, so a
