@@ -88,12 +88,18 @@ fn count_answers(env: &Env, n: usize, timeout: Duration) -> BTreeMap<String, usi
                 return seen;
             }
         } else {
-            assert!(
-                Instant::now() < deadline,
-                "{} of {n} keys answered within {timeout:?}\n{}",
-                seen.len(),
-                env.logs()
-            );
+            if Instant::now() >= deadline {
+                let missing: Vec<String> = (0..n)
+                    .map(|i| format!("k{i}"))
+                    .filter(|k| !seen.contains_key(k))
+                    .take(10)
+                    .collect();
+                panic!(
+                    "{} of {n} keys answered within {timeout:?} (missing {missing:?}, partition = i % {PARTITIONS})\n{}",
+                    seen.len(),
+                    env.logs()
+                );
+            }
         }
         let Some(m) = consumer.poll(Duration::from_millis(200)) else {
             continue;

@@ -1,7 +1,7 @@
 //! Restore from checkpoints (issue 16, §10): a worker's join store on its own disk is
 //! checkpointed (the changelog offset it is on disk up to), so a worker restarted on the same
 //! state directory, even after SIGKILL, replays only the changelog's tail; a fresh state
-//! directory restores in full. Apache Kafka only (a checkpoint is a high watermark, which tansu
+//! directory restores in full (a join store of 100,000 entries). Apache Kafka only (a checkpoint is a high watermark, which tansu
 //! counts in batches).
 
 mod support;
@@ -9,81 +9,33 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use flowc_runtime::tensor::{Encoding, InferMessage};
-use prost::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::TopicPartitionList;
-use support::{int32, Env};
+use rdkafka::producer::BaseProducer;
+use support::{join, Env};
 
 const WAIT: Duration = Duration::from_secs(120);
+/// Checkpoints are opt-in (experimental, see `WorkerOptions::checkpoints`).
+const CHECKPOINTS: &[&str] = &["--restore-from-checkpoints"];
 
-/// What tfsimple1 or tfsimple2 would have answered, written straight to its outputs topic.
-fn response() -> Vec<u8> {
-    let doubled: Vec<i32> = (1..=16).map(|v| 2 * v).collect();
-    InferMessage {
-        id: "r".into(),
-        parameters: Default::default(),
-        tensors: vec![
-            int32("OUTPUT0", vec![1, 16], doubled),
-            int32("OUTPUT1", vec![1, 16], vec![0; 16]),
-        ],
-        encoding: Encoding::Typed,
-    }
-    .to_response()
-    .expect("encodes")
-    .encode_to_vec()
-}
+const PARTITIONS: usize = 2;
 
 fn key(tag: &str, i: usize) -> (String, i32) {
-    let p = (i % 2) as i32;
-    (format!("{p}.join.{tag}-{i}"), p)
+    join::key(tag, i, PARTITIONS)
 }
 
 /// One side of the join (`model.<m>.outputs`) for keys `tag-0..n`.
 fn feed(env: &Env, producer: &BaseProducer, model: &str, tag: &str, range: std::ops::Range<usize>) {
-    let topic = env.topic(&format!("default.model.{model}.outputs"));
-    let value = response();
-    for i in range {
-        let (k, p) = key(tag, i);
-        let mut record =
-            BaseRecord::to(&topic)
-                .key(&k)
-                .payload(&value)
-                .partition(p)
-                .headers(OwnedHeaders::new().insert(Header {
-                    key: "pipeline",
-                    value: Some("join"),
-                }));
-        while let Err((_, r)) = producer.send(record) {
-            record = r;
-            producer.poll(Duration::from_millis(5));
-        }
-    }
-    producer.flush(Duration::from_secs(30)).expect("flush");
+    join::feed(env, producer, model, tag, range, PARTITIONS);
 }
 
 /// Waits until the join step's group has committed `n` records of tfsimple1's outputs.
 fn wait_committed(env: &Env, n: i64) {
-    let group = env.topic("default.pipeline.join.tfsimple3");
-    let topic = env.topic("default.model.tfsimple1.outputs");
-    let consumer: BaseConsumer = env.client_config().set("group.id", &group).create().expect("consumer");
     let deadline = Instant::now() + WAIT;
     loop {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&topic, 0);
-        tpl.add_partition(&topic, 1);
-        let committed: i64 = consumer
-            .committed_offsets(tpl, Duration::from_secs(5))
-            .map(|c| {
-                c.elements()
-                    .iter()
-                    .filter_map(|e| e.offset().to_raw())
-                    .filter(|o| *o > 0)
-                    .sum()
-            })
-            .unwrap_or(0);
+        let committed = env.committed(
+            "default.model.tfsimple1.outputs",
+            "default.pipeline.join.tfsimple3",
+            PARTITIONS as i32,
+        );
         if committed >= n {
             return;
         }
@@ -96,45 +48,29 @@ fn wait_committed(env: &Env, n: i64) {
     }
 }
 
-/// The worker log's "task started" figures of the join step: (restored, tail) summed over
-/// partitions, and how many such lines there are.
-fn task_started(log: &str) -> (usize, usize, usize) {
-    let field = |line: &str, name: &str| -> usize {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let lines: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("task started") && l.contains("sub=tfsimple3"))
-        .collect();
+/// The join step's tasks started by `worker`, once there are `n`: (restored in full, replayed
+/// from a checkpoint), summed over partitions.
+fn wait_tasks(env: &Env, worker: usize, n: usize) -> (usize, usize) {
+    let started = join::wait_tasks(env, worker, "tfsimple3", n, WAIT);
     (
-        lines.iter().map(|l| field(l, "restored=")).sum(),
-        lines.iter().map(|l| field(l, "tail=")).sum(),
-        lines.len(),
+        started.iter().map(|t| t.restored).sum(),
+        started.iter().map(|t| t.tail).sum(),
     )
 }
 
-fn wait_tasks(env: &Env, worker: usize, n: usize) -> (usize, usize) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (restored, tail, lines) = task_started(&env.procs[worker].log());
-        if lines >= n {
-            return (restored, tail);
-        }
-        assert!(Instant::now() < deadline, "no task started\n{}", env.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn checkpointed(state: &Path) -> bool {
-    (0..2).all(|p| state.join(format!("default.join/tfsimple3/{p}/.checkpoint")).exists())
+/// Whether both tasks wrote a checkpoint after `since` (one written while the store was still
+/// filling would make the tail longer than the test's).
+fn checkpointed(state: &Path, since: std::time::SystemTime) -> bool {
+    (0..2).all(|p| {
+        std::fs::metadata(state.join(format!("default.join/tfsimple3/{p}/.checkpoint")))
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at > since)
+    })
 }
 
 #[test]
 fn a_restart_on_the_same_state_dir_replays_only_the_changelog_tail() {
-    const ENTRIES: usize = 20_000;
+    const ENTRIES: usize = 100_000;
     const TAIL: usize = 500;
     let mut env = Env::start();
     if support::broker_kind() == flowc_runtime::devbroker::BrokerKind::Tansu {
@@ -144,14 +80,15 @@ fn a_restart_on_the_same_state_dir_replays_only_the_changelog_tail() {
     env.start_model_server(&["samples/join.yaml"]);
     env.apply(&["samples/join.yaml"], 2);
     let state = env.dir.path().join("state");
-    let a = env.start_worker_with_state("worker-a", &state);
+    let a = env.start_worker_with_state_args("worker-a", &state, CHECKPOINTS);
     let producer = env.producer();
     wait_tasks(&env, a, 2);
     feed(&env, &producer, "tfsimple1", "st", 0..ENTRIES);
     wait_committed(&env, ENTRIES as i64);
     // A checkpoint comes every 10 s after a commit.
+    let all_in = std::time::SystemTime::now();
     let deadline = Instant::now() + WAIT;
-    while !checkpointed(&state) {
+    while !checkpointed(&state, all_in) {
         assert!(Instant::now() < deadline, "no checkpoint\n{}", env.logs());
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -161,7 +98,7 @@ fn a_restart_on_the_same_state_dir_replays_only_the_changelog_tail() {
     env.procs[a].kill();
 
     let started = Instant::now();
-    let b = env.start_worker_with_state("worker-b", &state);
+    let b = env.start_worker_with_state_args("worker-b", &state, CHECKPOINTS);
     let (restored, tail) = wait_tasks(&env, b, 2);
     // Both kinds of key meet their other side: the store is whole.
     feed(&env, &producer, "tfsimple2", "st", 7..8);
@@ -186,7 +123,7 @@ fn a_restart_on_the_same_state_dir_replays_only_the_changelog_tail() {
     // The same store on a fresh state directory: a full restore.
     env.procs[b].terminate();
     let started = Instant::now();
-    let c = env.start_worker_with_state("worker-c", &env.dir.path().join("fresh-state"));
+    let c = env.start_worker_with_state_args("worker-c", &env.dir.path().join("fresh-state"), CHECKPOINTS);
     let (restored, tail) = wait_tasks(&env, c, 2);
     let took = started.elapsed();
     eprintln!(

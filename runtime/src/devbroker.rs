@@ -461,6 +461,13 @@ fn kafka_properties(c: &KafkaNodeConfig<'_>) -> String {
          share.coordinator.state.topic.min.isr={min_isr}\n\
          # A group's first member is assigned at once, not after 3 s (tests join many groups).\n\
          group.initial.rebalance.delay.ms=0\n\
+         # KIP-848 groups (what workers join on Kafka): a dead member is noticed after 6 s, as\n\
+         # flowc's classic-group settings do, and members heartbeat every 500 ms, which is how\n\
+         # assignments reach them (the broker's defaults are 45 s and 5 s).\n\
+         group.consumer.min.session.timeout.ms=6000\n\
+         group.consumer.session.timeout.ms=6000\n\
+         group.consumer.min.heartbeat.interval.ms=500\n\
+         group.consumer.heartbeat.interval.ms=500\n\
          # A 2-core machine: few threads.\n\
          num.network.threads=2\n\
          num.io.threads=2\n\

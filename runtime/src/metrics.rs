@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `flowc_records_in_total`, `flowc_records_out_total`, `flowc_error_records_total` | pipeline, step |
 //! | `flowc_record_processing_seconds` (histogram) | pipeline, step |
+//! | `flowc_restore_seconds` (histogram: how long a partition that arrived waited for its stores) | pipeline, step |
 //! | `flowc_store_entries` (gauge) | pipeline, step, store, partition |
 //! | `flowc_consumer_lag` (gauge) | group, topic, partition |
 //! | `flowc_model_call_seconds` (histogram), `flowc_model_call_failures_total` | model (and kind) |
@@ -40,6 +41,8 @@ pub struct Metrics {
     /// records), `deadline exceeded`, `version retired`.
     pub records_skipped: IntCounterVec,
     pub processing_seconds: HistogramVec,
+    /// How long a partition that came to this worker was paused while its stores restored.
+    pub restore_seconds: HistogramVec,
     pub store_entries: IntGaugeVec,
     pub consumer_lag: IntGaugeVec,
     pub model_call_seconds: HistogramVec,
@@ -114,6 +117,12 @@ impl Metrics {
                 "Time to process one record (model calls included).",
                 step,
             ),
+            restore_seconds: histogram(
+                &r,
+                "flowc_restore_seconds",
+                "How long a partition that came to this worker was paused while its stores restored.",
+                step,
+            ),
             store_entries: gauge(
                 &r,
                 "flowc_store_entries",
@@ -186,6 +195,7 @@ impl Metrics {
             records_out: self.records_out.with_label_values(&l),
             error_records: self.error_records.with_label_values(&l),
             processing_seconds: self.processing_seconds.with_label_values(&l),
+            restore_seconds: self.restore_seconds.with_label_values(&l),
         }
     }
 
@@ -204,6 +214,7 @@ pub struct StepMetrics {
     pub records_out: IntCounter,
     pub error_records: IntCounter,
     pub processing_seconds: Histogram,
+    pub restore_seconds: Histogram,
 }
 
 /// The process's metrics.

@@ -106,7 +106,8 @@ pub trait StateStore: Send {
     /// Removes everything without logging (before a full restore).
     fn clear(&mut self) -> Result<(), StateError>;
 
-    /// How many entries the store holds (for the `flowc_store_entries` gauge).
+    /// How many entries the store holds (for the `flowc_store_entries` gauge; an estimate
+    /// where counting would cost a scan).
     fn entry_count(&self) -> Result<usize, StateError> {
         Ok(self.scan_prefix(b"")?.len())
     }
@@ -542,15 +543,16 @@ impl StateStore for RocksStore {
         self.write(&record.key, record.value.as_deref())
     }
 
-    /// Counts keys without decoding values (the metrics gauge asks every few seconds).
+    /// RocksDB's own estimate (`rocksdb.estimate-num-keys`: exact for keys written once, over
+    /// by the keys overwritten or deleted since the last compaction), read in constant time.
+    /// The metrics gauge asks every few seconds on the processing thread: counting the keys
+    /// stalled every task of a runner, about 1.5 s for 40,000 entries in a debug build.
     fn entry_count(&self) -> Result<usize, StateError> {
         let (data, _) = self.cfs()?;
-        let mut n = 0;
-        for item in self.db.iterator_cf(&data, IteratorMode::Start) {
-            item?;
-            n += 1;
-        }
-        Ok(n)
+        Ok(self
+            .db
+            .property_int_value_cf(&data, "rocksdb.estimate-num-keys")?
+            .unwrap_or(0) as usize)
     }
 
     fn flush(&self) -> Result<(), StateError> {

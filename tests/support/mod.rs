@@ -5,6 +5,8 @@
 //! that speaks to the broker with rdkafka.
 #![allow(dead_code)]
 
+pub mod join;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -48,7 +50,11 @@ impl Proc {
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(flowc())
             .args(args)
-            .env("FLOWC_LOG", "info,librdkafka=warn,rdkafka=warn")
+            // FLOWC_TEST_LOG: the processes' log filter, for a test being debugged.
+            .env(
+                "FLOWC_LOG",
+                std::env::var("FLOWC_TEST_LOG").unwrap_or_else(|_| "info,librdkafka=warn,rdkafka=warn".into()),
+            )
             .stdout(file.try_clone().expect("log"))
             .stderr(file)
             .spawn()
@@ -311,23 +317,13 @@ impl Env {
     }
 
     pub fn start_worker_with_state(&mut self, name: &str, state: &Path) -> usize {
-        let extra = self.broker_args();
-        let state = state.display().to_string();
-        let mut args = vec!["worker", "--state-dir", &state];
-        args.extend(extra.iter().map(String::as_str));
-        let url = self.model_url.clone();
-        if let Some(url) = &url {
-            args.extend(["--model-server", url]);
-        }
-        self.procs.push(Proc::spawn(name, self.dir.path(), &args));
-        self.procs.len() - 1
+        self.start_worker_with_state_args(name, state, &[])
     }
 
-    /// A `flowc worker` with its own state directory and `extra` arguments after the usual ones
-    /// (e.g. `--model-endpoint iris=http://127.0.0.1:PORT`); returns its index in `procs`.
-    pub fn start_worker_with_args(&mut self, name: &str, extra: &[&str]) -> usize {
+    /// [`Env::start_worker_with_state`] with `extra` arguments after the usual ones.
+    pub fn start_worker_with_state_args(&mut self, name: &str, state: &Path, extra: &[&str]) -> usize {
         let broker_args = self.broker_args();
-        let state = self.dir.path().join(format!("{name}-state")).display().to_string();
+        let state = state.display().to_string();
         let mut args = vec!["worker", "--state-dir", &state];
         args.extend(broker_args.iter().map(String::as_str));
         let url = self.model_url.clone();
@@ -337,6 +333,13 @@ impl Env {
         args.extend(extra);
         self.procs.push(Proc::spawn(name, self.dir.path(), &args));
         self.procs.len() - 1
+    }
+
+    /// A `flowc worker` with its own state directory and `extra` arguments after the usual ones
+    /// (e.g. `--model-endpoint iris=http://127.0.0.1:PORT`); returns its index in `procs`.
+    pub fn start_worker_with_args(&mut self, name: &str, extra: &[&str]) -> usize {
+        let state = self.dir.path().join(format!("{name}-state"));
+        self.start_worker_with_state_args(name, &state, extra)
     }
 
     pub fn logs(&self) -> String {
@@ -396,6 +399,44 @@ impl Env {
         }
         consumer.assign(&tpl).expect("assign");
         consumer
+    }
+
+    /// The offsets consumer group `group` committed on `topic` (both after this test's
+    /// prefix), summed over its first `partitions` partitions.
+    pub fn committed(&self, topic: &str, group: &str, partitions: i32) -> i64 {
+        let consumer: BaseConsumer = self
+            .client_config()
+            .set("group.id", self.topic(group))
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(&self.topic(topic), p);
+        }
+        consumer
+            .committed_offsets(tpl, Duration::from_secs(5))
+            .map(|c| {
+                c.elements()
+                    .iter()
+                    .filter_map(|e| e.offset().to_raw())
+                    .filter(|o| *o > 0)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// The end offsets of `topic` (after this test's prefix), summed over its first
+    /// `partitions` partitions.
+    pub fn end_offsets(&self, topic: &str, partitions: i32) -> i64 {
+        let consumer: BaseConsumer = self.client_config().create().expect("consumer");
+        (0..partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&self.topic(topic), p, Duration::from_secs(5))
+                    .map(|(_, high)| high)
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 
     /// Reads `topic` from the beginning until it has given `n` records, whatever their keys.

@@ -844,9 +844,12 @@ impl Gateway {
             timeout: self.config.timeout,
             assigned_at: Mutex::new(BTreeMap::new()),
         };
+        // The classic protocol: `OutputsContext::rebalance` takes and gives up the whole
+        // assignment at once (an eager rebalance, which the drain reader covers), while the
+        // consumer protocol wants incremental calls.
         let consumer: BaseConsumer<OutputsContext> = self
             .config
-            .consumer(&self.options.group)
+            .classic_consumer(&self.options.group)
             // Offsets only say where to resume after a rebalance; answers are idempotent.
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "true")

@@ -62,34 +62,100 @@ impl std::fmt::Display for BrokerFlavor {
     }
 }
 
+/// How the consumer groups of workers rebalance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GroupProtocol {
+    /// The classic protocol with librdkafka's client-side `range` assignor. Eager: when a
+    /// member joins or leaves, every member gives up every partition, and each task is
+    /// rebuilt (tansu, and Kafka before 4.0).
+    #[default]
+    Classic,
+    /// KIP-848's `group.protocol=consumer` with the broker-side `range` assignor
+    /// (`group.remote.assignor=range`). Incremental: only the partitions that move stop, and
+    /// partition n of every subscribed topic still goes to one member (co-partitioning).
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// The `group.protocol` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
+}
+
+impl std::fmt::Display for GroupProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What [`detect_all`] learns of a broker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Detected {
+    pub flavor: BrokerFlavor,
+    /// The consumer protocol (KIP-848) when the broker offers it
+    /// (`group.coordinator.rebalance.protocols` lists `consumer`, as Apache Kafka 4 does by
+    /// default), else the classic one.
+    pub group_protocol: GroupProtocol,
+}
+
 /// Asks the broker what it is: Apache Kafka describes its own configuration (hundreds of
 /// entries for DescribeConfigs on a broker resource); tansu answers with none. A broker that
 /// refuses the request (no `DescribeConfigs` ACL on a managed cluster) is taken for Kafka. A
 /// broker that cannot be reached within `wait` is an error (naming a failed authentication
 /// when that is why): every command needs the broker next anyway.
 pub fn detect(config: &KafkaConfig, wait: Duration) -> Result<BrokerFlavor, KafkaError> {
+    Ok(detect_all(config, wait)?.flavor)
+}
+
+/// [`detect`], plus the group protocol the broker offers (read from the same answer).
+pub fn detect_all(config: &KafkaConfig, wait: Duration) -> Result<Detected, KafkaError> {
     let admin: AdminClient<DefaultClientContext> = config.admin().create()?;
     let metadata = admin
         .inner()
         .fetch_metadata(None, wait)
         .map_err(|e| KafkaError::unreachable(config, "fetching cluster metadata", e))?;
-    let flavor = match describes_itself(&admin, &metadata, wait) {
-        Ok(true) => BrokerFlavor::Kafka,
-        Ok(false) => BrokerFlavor::Tansu,
+    let detected = match broker_config(&admin, &metadata, wait) {
+        Ok(entries) if entries.is_empty() => Detected {
+            flavor: BrokerFlavor::Tansu,
+            group_protocol: GroupProtocol::Classic,
+        },
+        Ok(entries) => Detected {
+            flavor: BrokerFlavor::Kafka,
+            group_protocol: group_protocol_of(&entries),
+        },
         Err(e) => {
-            tracing::debug!(bootstrap = %config.bootstrap, "broker configuration not described ({e}); taken for Apache Kafka");
-            BrokerFlavor::Kafka
+            tracing::debug!(bootstrap = %config.bootstrap, "broker configuration not described ({e}); taken for Apache Kafka with classic groups");
+            Detected::default()
         }
     };
-    tracing::debug!(%flavor, bootstrap = %config.bootstrap, "broker detected");
-    Ok(flavor)
+    tracing::debug!(flavor = %detected.flavor, group_protocol = %detected.group_protocol, bootstrap = %config.bootstrap, "broker detected");
+    Ok(detected)
 }
 
-fn describes_itself(
+/// The consumer protocol when `group.coordinator.rebalance.protocols` lists it.
+fn group_protocol_of(entries: &[(String, Option<String>)]) -> GroupProtocol {
+    let offered = entries
+        .iter()
+        .find(|(name, _)| name == "group.coordinator.rebalance.protocols")
+        .and_then(|(_, value)| value.as_deref())
+        .is_some_and(|v| v.split(',').any(|p| p.trim() == "consumer"));
+    if offered {
+        GroupProtocol::Consumer
+    } else {
+        GroupProtocol::Classic
+    }
+}
+
+/// The broker's configuration entries (name, value), as DescribeConfigs gives them.
+fn broker_config(
     admin: &AdminClient<DefaultClientContext>,
     metadata: &rdkafka::metadata::Metadata,
     wait: Duration,
-) -> Result<bool, String> {
+) -> Result<Vec<(String, Option<String>)>, String> {
     let Some(broker) = metadata.brokers().first() else {
         return Err("the metadata lists no broker".into());
     };
@@ -102,7 +168,7 @@ fn describes_itself(
         .block_on(admin.describe_configs([&ResourceSpecifier::Broker(broker.id())], &options))
         .map_err(|e| e.to_string())?;
     match results.into_iter().next() {
-        Some(Ok(resource)) => Ok(!resource.entries.is_empty()),
+        Some(Ok(resource)) => Ok(resource.entries.into_iter().map(|e| (e.name, e.value)).collect()),
         Some(Err(e)) => Err(e.to_string()),
         None => Err("no DescribeConfigs result".into()),
     }
@@ -239,5 +305,30 @@ mod health_tests {
             "x",
         );
         assert!(health.down().is_none());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, value: &str) -> (String, Option<String>) {
+        (name.to_string(), Some(value.to_string()))
+    }
+
+    #[test]
+    fn the_consumer_protocol_is_used_only_where_the_broker_offers_it() {
+        let kafka4 = [
+            entry("num.io.threads", "2"),
+            entry("group.coordinator.rebalance.protocols", "classic,consumer,streams"),
+        ];
+        assert_eq!(group_protocol_of(&kafka4), GroupProtocol::Consumer);
+        let classic_only = [entry("group.coordinator.rebalance.protocols", "classic")];
+        assert_eq!(group_protocol_of(&classic_only), GroupProtocol::Classic);
+        // Kafka 3.x describes no such entry.
+        assert_eq!(
+            group_protocol_of(&[entry("num.io.threads", "2")]),
+            GroupProtocol::Classic
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
-use super::broker::{self, BrokerFlavor};
+use super::broker::{self, BrokerFlavor, GroupProtocol};
 
 #[derive(Clone, Debug)]
 pub struct KafkaConfig {
@@ -20,6 +20,9 @@ pub struct KafkaConfig {
     pub timeout: Duration,
     /// What kind of broker this is ([`KafkaConfig::detect_broker`]); decides a few defaults.
     pub flavor: BrokerFlavor,
+    /// How worker groups rebalance: what the broker offers ([`KafkaConfig::detect_broker`]),
+    /// unless the user's `group.protocol` says otherwise.
+    pub group_protocol: GroupProtocol,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,7 @@ impl KafkaConfig {
             properties: Vec::new(),
             timeout: Duration::from_secs(10),
             flavor: BrokerFlavor::default(),
+            group_protocol: GroupProtocol::default(),
         }
     }
 
@@ -46,7 +50,9 @@ impl KafkaConfig {
     /// [`KafkaConfig::flavor`]. Fails as the command would: an unreachable broker, or a
     /// failed authentication, within the config's timeout.
     pub fn detect_broker(mut self) -> Result<KafkaConfig, super::KafkaError> {
-        self.flavor = broker::detect(&self, self.timeout)?;
+        let detected = broker::detect_all(&self, self.timeout)?;
+        self.flavor = detected.flavor;
+        self.group_protocol = detected.group_protocol;
         Ok(self)
     }
 
@@ -102,18 +108,56 @@ impl KafkaConfig {
         d.as_millis().to_string()
     }
 
+    /// The group protocol consumers use: the user's `group.protocol` if set, else what the
+    /// broker offers.
+    pub fn group_protocol_in_force(&self) -> GroupProtocol {
+        match self.properties.iter().rev().find(|(k, _)| k == "group.protocol") {
+            Some((_, v)) if v.trim().eq_ignore_ascii_case("classic") => GroupProtocol::Classic,
+            Some((_, v)) if v.trim().eq_ignore_ascii_case("consumer") => GroupProtocol::Consumer,
+            _ => self.group_protocol,
+        }
+    }
+
     /// A consumer in `group` that commits by hand. Range assignment keeps co-partitioned
     /// topics together: the task for partition `n` gets partition `n` of every source topic.
-    /// Short session and poll intervals make group joins and failover take seconds.
+    /// With the consumer protocol (KIP-848, Apache Kafka 4) the broker assigns
+    /// (`group.remote.assignor=range`) and a rebalance moves only what must move; its session
+    /// and heartbeat times are the broker's (`group.consumer.session.timeout.ms`). With the
+    /// classic protocol the client assigns, and short session and poll intervals make group
+    /// joins and failover take seconds.
     pub fn consumer(&self, group: &str) -> ClientConfig {
-        self.base(&[
+        self.consumer_with(group, self.group_protocol_in_force())
+    }
+
+    /// [`KafkaConfig::consumer`] with the classic group protocol whatever the broker offers and
+    /// the user asked: for a consumer whose rebalance callback replaces its whole assignment
+    /// (the gateway's).
+    pub fn classic_consumer(&self, group: &str) -> ClientConfig {
+        let mut config = self.consumer_with(group, GroupProtocol::Classic);
+        config.set("group.protocol", "classic");
+        config.remove("group.remote.assignor");
+        config
+    }
+
+    fn consumer_with(&self, group: &str, protocol: GroupProtocol) -> ClientConfig {
+        let mut defaults = vec![
             ("group.id", group.to_string()),
             ("enable.auto.commit", "false".into()),
             ("enable.auto.offset.store", "false".into()),
             ("auto.offset.reset", "earliest".into()),
-            ("partition.assignment.strategy", "range".into()),
-            ("session.timeout.ms", "6000".into()),
-            ("heartbeat.interval.ms", "1000".into()),
+        ];
+        match protocol {
+            GroupProtocol::Consumer => {
+                defaults.push(("group.protocol", "consumer".into()));
+                defaults.push(("group.remote.assignor", "range".into()));
+            }
+            GroupProtocol::Classic => {
+                defaults.push(("partition.assignment.strategy", "range".into()));
+                defaults.push(("session.timeout.ms", "6000".into()));
+                defaults.push(("heartbeat.interval.ms", "1000".into()));
+            }
+        }
+        defaults.extend([
             ("max.poll.interval.ms", "10000".into()),
             // How long the broker may hold a fetch that finds nothing (librdkafka's 500 ms
             // made ~250 ms per hop on tansu, which holds a fetch for all of it): per broker.
@@ -123,7 +167,8 @@ impl KafkaConfig {
             // an aborted one wrote never (librdkafka's default too; said here because it is
             // the contract).
             ("isolation.level", "read_committed".into()),
-        ])
+        ]);
+        self.base(&defaults)
     }
 
     /// A consumer that reads partitions it assigns itself (control topic, changelogs); it
@@ -193,6 +238,36 @@ mod tests {
         assert_eq!(consumer.get("session.timeout.ms"), Some("45000"));
         assert_eq!(consumer.get("group.id"), Some("g"));
         assert_eq!(consumer.get("bootstrap.servers"), Some("h:1"));
+    }
+
+    #[test]
+    fn consumer_protocol_groups_leave_session_and_assignment_to_the_broker() {
+        let mut c = KafkaConfig::new("h:1");
+        c.group_protocol = GroupProtocol::Consumer;
+        let consumer = c.consumer("g");
+        assert_eq!(consumer.get("group.protocol"), Some("consumer"));
+        assert_eq!(consumer.get("group.remote.assignor"), Some("range"));
+        // librdkafka refuses these with the consumer protocol.
+        for key in [
+            "session.timeout.ms",
+            "heartbeat.interval.ms",
+            "partition.assignment.strategy",
+        ] {
+            assert_eq!(consumer.get(key), None, "{key}");
+        }
+        // The user's group.protocol wins over the broker's offer.
+        let classic = c.with("group.protocol", "classic");
+        assert_eq!(classic.group_protocol_in_force(), GroupProtocol::Classic);
+        let consumer = classic.consumer("g");
+        assert_eq!(consumer.get("partition.assignment.strategy"), Some("range"));
+        assert_eq!(consumer.get("group.protocol"), Some("classic"));
+        // The gateway's consumer is classic whatever the broker offers or the user asks.
+        let mut c = KafkaConfig::new("h:1").with("group.protocol", "consumer");
+        c.group_protocol = GroupProtocol::Consumer;
+        let gateway = c.classic_consumer("g");
+        assert_eq!(gateway.get("group.protocol"), Some("classic"));
+        assert_eq!(gateway.get("group.remote.assignor"), None);
+        assert_eq!(gateway.get("session.timeout.ms"), Some("6000"));
     }
 
     #[test]

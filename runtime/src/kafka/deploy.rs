@@ -230,10 +230,9 @@ impl Cluster {
         if wanted.count() == 0 {
             return Ok(false);
         }
-        let members = consumer
-            .fetch_group_list(Some(group), self.config.timeout)
+        let members = super::groups::describe(&self.config, &[group])
             .ok()
-            .and_then(|list| list.groups().first().map(|g| g.members().len()))
+            .and_then(|described| described.first().map(|g| g.members.len()))
             .unwrap_or(0);
         if members > 0 {
             return Ok(false);
@@ -263,6 +262,8 @@ impl Cluster {
                         RDKafkaErrorCode::UnknownMemberId
                             | RDKafkaErrorCode::IllegalGeneration
                             | RDKafkaErrorCode::RebalanceInProgress
+                            | RDKafkaErrorCode::StaleMemberEpoch
+                            | RDKafkaErrorCode::FencedMemberEpoch
                     )
                 ) =>
             {
@@ -813,31 +814,25 @@ pub fn status(config: &KafkaConfig, prefix: &str) -> Result<Vec<PipelineStatus>,
         }
         for (sub, only) in &subs {
             let consumer: BaseConsumer = config.consumer(&sub.consumer_group).create()?;
-            let described = consumer
-                .fetch_group_list(Some(&sub.consumer_group), config.timeout)
+            let described = super::groups::describe(config, &[&sub.consumer_group])
+                .map_err(|e| tracing::debug!(group = %sub.consumer_group, error = %e, "group not described"))
                 .ok()
-                .and_then(|list| {
-                    let group = list.groups().first()?;
-                    let members: Vec<super::members::MemberReport> = group
-                        .members()
-                        .iter()
-                        .filter_map(|m| {
-                            Some(super::members::MemberReport {
-                                group: sub.consumer_group.clone(),
-                                member: format!("{} ({})", m.client_id(), m.client_host()),
-                                partitions: super::members::decode_assignment(m.assignment()?)?,
-                                at_ms: super::now_ms(),
-                                problem: None,
-                            })
-                        })
-                        .collect();
-                    Some((group.members().len(), members))
-                });
-            let members = described.as_ref().map(|(n, _)| *n);
-            // The broker's own description (Apache Kafka); the members' reports where it has
-            // no assignments (tansu).
+                .and_then(|mut d| d.pop());
+            let members = described.as_ref().map(|g| g.members.len());
+            // The broker's own description (Apache Kafka, either group protocol); the members'
+            // reports where it has no assignments (tansu describes members without them).
             let assignments = match described {
-                Some((n, described)) if n > 0 && described.len() == n => described,
+                Some(g) if g.members.iter().any(|m| !m.partitions.is_empty()) => g
+                    .members
+                    .into_iter()
+                    .map(|m| super::members::MemberReport {
+                        group: sub.consumer_group.clone(),
+                        member: format!("{} ({})", m.client_id, m.host.trim_start_matches('/')),
+                        partitions: m.partitions,
+                        at_ms: super::now_ms(),
+                        problem: None,
+                    })
+                    .collect(),
                 _ => reports.get(&sub.consumer_group).cloned().unwrap_or_default(),
             };
             let mut tpl = TopicPartitionList::new();

@@ -1,6 +1,6 @@
 //! Who holds which partitions, for people (`flowc status --partitions`). On Apache Kafka the
-//! broker says it: DescribeGroups returns every member with its consumer-protocol assignment
-//! ([`decode_assignment`]). tansu 0.6 describes members without their assignment, so every
+//! broker says it: [`super::groups::describe`] returns every member with its assignment, for
+//! groups of either protocol. tansu 0.6 describes members without their assignment, so every
 //! worker runner also reports its assignment to the compacted topic `<prefix>.flowc.members`
 //! (key `<group>/<member>`) when it changes and every few seconds, and a tombstone when it
 //! stops; `status` falls back to those reports when the broker's description has none. They
@@ -128,71 +128,5 @@ impl MemberReporter {
     /// Waits (bounded) until the reports are written, before the worker exits.
     pub fn flush(&self) {
         let _ = rdkafka::producer::Producer::flush(&self.producer, Duration::from_secs(2));
-    }
-}
-
-/// A member's assignment as DescribeGroups returns it (Kafka's `ConsumerProtocolAssignment`,
-/// every version: `int16 version`, `[string topic, [int32 partition]]`, `bytes user_data`):
-/// topic → partitions. `None` for bytes that are not one (empty: the broker did not say).
-pub fn decode_assignment(bytes: &[u8]) -> Option<BTreeMap<String, Vec<i32>>> {
-    struct Reader<'a>(&'a [u8]);
-    impl Reader<'_> {
-        fn take(&mut self, n: usize) -> Option<&[u8]> {
-            if self.0.len() < n {
-                return None;
-            }
-            let (head, rest) = self.0.split_at(n);
-            self.0 = rest;
-            Some(head)
-        }
-        fn i16(&mut self) -> Option<i16> {
-            self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
-        }
-        fn i32(&mut self) -> Option<i32> {
-            self.take(4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        }
-    }
-    let mut r = Reader(bytes);
-    if r.i16()? < 0 {
-        return None;
-    }
-    let topics = r.i32()?;
-    let mut out = BTreeMap::new();
-    for _ in 0..topics.max(0) {
-        let len = usize::try_from(r.i16()?).ok()?;
-        let topic = std::str::from_utf8(r.take(len)?).ok()?.to_string();
-        let count = r.i32()?;
-        let mut partitions = Vec::new();
-        for _ in 0..count.max(0) {
-            partitions.push(r.i32()?);
-        }
-        partitions.sort_unstable();
-        out.insert(topic, partitions);
-    }
-    Some(out)
-}
-
-#[cfg(test)]
-mod assignment_tests {
-    use super::decode_assignment;
-
-    #[test]
-    fn consumer_protocol_assignments_decode() {
-        // version 0, two topics, user data null.
-        let mut b = vec![0, 0, 0, 0, 0, 2];
-        for (topic, parts) in [("t.a", vec![3i32, 1]), ("u", vec![])] {
-            b.extend((topic.len() as i16).to_be_bytes());
-            b.extend(topic.as_bytes());
-            b.extend((parts.len() as i32).to_be_bytes());
-            for p in parts {
-                b.extend(p.to_be_bytes());
-            }
-        }
-        b.extend((-1i32).to_be_bytes());
-        let got = decode_assignment(&b).expect("decodes");
-        assert_eq!(got["t.a"], vec![1, 3]);
-        assert_eq!(got["u"], Vec::<i32>::new());
-        assert_eq!(decode_assignment(&[]), None);
-        assert_eq!(decode_assignment(&b[..9]), None, "truncated");
     }
 }

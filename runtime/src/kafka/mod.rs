@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod deploy;
 pub mod diagnose;
+pub mod groups;
 pub mod inspect;
 pub mod members;
 pub mod placement;
@@ -46,6 +47,9 @@ pub enum KafkaError {
     },
     #[error("timed out {0}")]
     Timeout(String),
+    /// Work given up because it is no longer wanted (a restore whose partition moved on).
+    #[error("cancelled {0}")]
+    Cancelled(String),
     #[error("{0}")]
     Deploy(String),
     #[error(transparent)]

@@ -22,7 +22,15 @@ pub fn read_changelog(
     partition: i32,
     store: &str,
 ) -> Result<Vec<ChangelogRecord>, KafkaError> {
-    Ok(read_changelog_from(config, topic, partition, store, None)?.records)
+    Ok(read_changelog_from(
+        config,
+        topic,
+        partition,
+        store,
+        None,
+        &std::sync::atomic::AtomicBool::new(false),
+    )?
+    .records)
 }
 
 /// A changelog read: its records, and whether they are the tail after a checkpoint (apply
@@ -34,13 +42,15 @@ pub struct ChangelogRead {
 }
 
 /// Like [`read_changelog`], from `checkpoint` when the changelog still holds that offset
-/// (not compacted or deleted below it, not recreated shorter); else from its beginning.
+/// (not compacted or deleted below it, not recreated shorter); else from its beginning. Ends
+/// with [`KafkaError::Cancelled`] soon after `cancel` is set (the partition moved on).
 pub fn read_changelog_from(
     config: &KafkaConfig,
     topic: &str,
     partition: i32,
     store: &str,
     checkpoint: Option<i64>,
+    cancel: &std::sync::atomic::AtomicBool,
 ) -> Result<ChangelogRead, KafkaError> {
     let consumer: BaseConsumer = config.reader().create()?;
     let (low, high) = consumer
@@ -60,6 +70,11 @@ pub fn read_changelog_from(
     let mut next = low;
     let exact = config.flavor.exact_watermarks();
     loop {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(KafkaError::Cancelled(format!(
+                "restoring store {store} from {topic}/{partition}"
+            )));
+        }
         if Instant::now() > deadline {
             return Err(KafkaError::Timeout(format!(
                 "restoring store {store} from {topic}/{partition}: at offset {next} of {high}"
