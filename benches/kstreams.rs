@@ -20,7 +20,9 @@
 //! `FLOWC_KS_LATENCY` (latency samples per hop, 200), `FLOWC_KS_ROUNDS` (3),
 //! `FLOWC_KS_CHECK` (1,000), `FLOWC_KS_RESTORE` (100,000; 0 skips it), `FLOWC_KS_TOPOLOGIES`
 //! (`relay,join,chain`), `FLOWC_KS_GUARANTEE` (`at_least_once`, the default, or
-//! `exactly_once`: flowc's EOS v2 against `exactly_once_v2`), `FLOWC_KS_FLOWC_X` (extra `-X`
+//! `exactly_once`: flowc's EOS v2 against `exactly_once_v2`; or `flowc`: flowc's exactly once
+//! against its own at least once, the same topologies and records in one run, which is what
+//! exactly once costs), `FLOWC_KS_FLOWC_X` (extra `-X`
 //! properties of the flowc worker), `FLOWC_KS_READER_FETCH_WAIT_MS` (the bench reader's, 100).
 //! Results and how the comparison is fair: `benches/kstreams/RESULTS.md`.
 
@@ -52,12 +54,51 @@ enum Engine {
     KStreams,
 }
 
-impl Engine {
+/// One of the two things a run compares: an engine under a processing guarantee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Side {
+    engine: Engine,
+    exactly_once: bool,
+}
+
+impl Side {
     fn name(self) -> &'static str {
-        match self {
-            Engine::Flowc => "flowc",
-            Engine::KStreams => "kafka-streams",
+        match (self.engine, self.exactly_once, guarantee_mode()) {
+            (Engine::Flowc, true, Mode::FlowcGuarantees) => "flowc-eos",
+            (Engine::Flowc, false, Mode::FlowcGuarantees) => "flowc-alo",
+            (Engine::Flowc, _, _) => "flowc",
+            (Engine::KStreams, _, _) => "kafka-streams",
         }
+    }
+}
+
+/// What `FLOWC_KS_GUARANTEE` compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// flowc against Kafka Streams, both at least once.
+    AtLeastOnce,
+    /// flowc's EOS v2 against Kafka Streams' `exactly_once_v2`.
+    ExactlyOnce,
+    /// flowc exactly once against flowc at least once.
+    FlowcGuarantees,
+}
+
+fn guarantee_mode() -> Mode {
+    match std::env::var("FLOWC_KS_GUARANTEE").as_deref() {
+        Err(_) | Ok("") | Ok("at_least_once") => Mode::AtLeastOnce,
+        Ok("exactly_once") | Ok("exactly_once_v2") => Mode::ExactlyOnce,
+        Ok("flowc") => Mode::FlowcGuarantees,
+        Ok(other) => panic!("FLOWC_KS_GUARANTEE: at_least_once, exactly_once or flowc, not {other}"),
+    }
+}
+
+/// The two sides of every comparison, A then B (tables show A/B).
+fn sides() -> [Side; 2] {
+    let side = |engine, exactly_once| Side { engine, exactly_once };
+    match guarantee_mode() {
+        Mode::AtLeastOnce => [side(Engine::Flowc, false), side(Engine::KStreams, false)],
+        Mode::ExactlyOnce => [side(Engine::Flowc, true), side(Engine::KStreams, true)],
+        Mode::FlowcGuarantees => [side(Engine::Flowc, true), side(Engine::Flowc, false)],
     }
 }
 
@@ -169,7 +210,7 @@ fn plan(t: &Topology, prefix: &str) -> Plan {
     plan
 }
 
-fn apply(config: &KafkaConfig, t: &Topology, prefix: &str) {
+fn apply(config: &KafkaConfig, t: &Topology, prefix: &str, exactly_once: bool) {
     let options = deploy::ApplyOptions {
         prefix: prefix.into(),
         partitions: PARTITIONS,
@@ -177,23 +218,13 @@ fn apply(config: &KafkaConfig, t: &Topology, prefix: &str) {
         dry_run: false,
         gateway_url: "http://127.0.0.1:9010".into(),
         drain: deploy::DEFAULT_DRAIN,
-        guarantee: Some(if exactly_once() {
+        guarantee: Some(if exactly_once {
             Guarantee::ExactlyOnce
         } else {
             Guarantee::AtLeastOnce
         }),
     };
     deploy::apply(config, &plan(t, prefix), &options).expect("apply");
-}
-
-/// `FLOWC_KS_GUARANTEE=exactly_once`: flowc's exactly-once (EOS v2) against Kafka Streams'
-/// `exactly_once_v2`, read `read_committed`; at least once on both otherwise.
-fn exactly_once() -> bool {
-    match std::env::var("FLOWC_KS_GUARANTEE").as_deref() {
-        Err(_) | Ok("") | Ok("at_least_once") => false,
-        Ok("exactly_once") | Ok("exactly_once_v2") => true,
-        Ok(other) => panic!("FLOWC_KS_GUARANTEE: at_least_once or exactly_once, not {other}"),
-    }
 }
 
 /// A running engine: its process and, for Kafka Streams, the lines it prints.
@@ -205,7 +236,8 @@ struct Proc {
 }
 
 impl Proc {
-    fn start(engine: Engine, bootstrap: &str, t: &Topology, prefix: &str, state: &Path) -> Proc {
+    fn start(side: Side, bootstrap: &str, t: &Topology, prefix: &str, state: &Path) -> Proc {
+        let engine = side.engine;
         std::fs::create_dir_all(state).unwrap();
         let log = state.with_extension("log");
         let err = std::fs::File::create(&log).unwrap();
@@ -238,7 +270,7 @@ impl Proc {
                     .arg(format!("state={}", state.display()))
                     // As many stream threads as flowc has consumer threads: one per sub-topology.
                     .arg(format!("threads={}", t.sub_topologies))
-                    .arg(if exactly_once() {
+                    .arg(if side.exactly_once {
                         "guarantee=exactly_once_v2"
                     } else {
                         "guarantee=at_least_once"
@@ -583,14 +615,14 @@ impl Ctx {
 }
 
 /// One run of topology `t` on `engine`: check records, latency, throughput, peak RSS.
-fn run(ctx: &mut Ctx, t: &Topology, engine: Engine, check: usize) -> (RunResult, Records) {
-    let prefix = ctx.prefix(&format!("{}-{}", t.name, engine.name()));
-    apply(&ctx.config, t, &prefix);
+fn run(ctx: &mut Ctx, t: &Topology, side: Side, check: usize) -> (RunResult, Records) {
+    let prefix = ctx.prefix(&format!("{}-{}", t.name, side.name()));
+    apply(&ctx.config, t, &prefix, side.exactly_once);
     let state = ctx.dir.join(&prefix);
     let mut out_topics: Vec<&str> = t.hops.iter().map(|h| h.2).collect();
     out_topics.dedup();
     let mut outputs = Outputs::new(&ctx.bootstrap, &prefix, &out_topics);
-    let mut proc = Proc::start(engine, &ctx.bootstrap, t, &prefix, &state);
+    let mut proc = Proc::start(side, &ctx.bootstrap, t, &prefix, &state);
     proc.wait_running();
     let all: Vec<usize> = (0..t.hops.len()).collect();
 
@@ -656,7 +688,7 @@ fn run(ctx: &mut Ctx, t: &Topology, engine: Engine, check: usize) -> (RunResult,
     println!(
         "{:<6} {:<14} {:>9.0} rec/s  {:>9.0} rec/CPU-s  ({:.2} CPU-s)  hop p50 {:>6.2} ms  p99 {:>6.2} ms  peak RSS {:>6.1} MiB  (fed in {:.2} s)",
         t.name,
-        engine.name(),
+        side.name(),
         result.rate,
         result.per_cpu,
         cpu,
@@ -669,7 +701,7 @@ fn run(ctx: &mut Ctx, t: &Topology, engine: Engine, check: usize) -> (RunResult,
     (result, checked)
 }
 
-/// Both engines' records for the same inputs must be equal, by key: same partition, and the
+/// Both sides' records for the same inputs must be equal, by key: same partition, and the
 /// same bytes or (protobuf field order aside) the same decoded message.
 fn compare(t: &Topology, a: &Records, b: &Records) {
     assert_eq!(
@@ -694,7 +726,7 @@ fn compare(t: &Topology, a: &Records, b: &Records) {
         assert!(same, "{}: {topic} {key}: the engines wrote different records", t.name);
     }
     println!(
-        "check {}: {} records equal by key on both engines ({} byte for byte, the rest as decoded protobuf)",
+        "check {}: {} records equal by key on both sides ({} byte for byte, the rest as decoded protobuf)",
         t.name,
         a.len(),
         bytes_equal
@@ -706,13 +738,14 @@ fn compare(t: &Topology, a: &Records, b: &Records) {
 /// instance with an empty state directory starts; the time is from its start to the join
 /// outputs of the last two keys (one per partition), whose other side is sent at once.
 /// Returns (ms to first outputs, the engine's own restore report).
-fn restore(ctx: &mut Ctx, t: &Topology, engine: Engine, entries: usize) -> (f64, Option<(u64, f64)>) {
-    let prefix = ctx.prefix(&format!("restore-{}", engine.name()));
-    apply(&ctx.config, t, &prefix);
+fn restore(ctx: &mut Ctx, t: &Topology, side: Side, entries: usize) -> (f64, Option<(u64, f64)>) {
+    let engine = side.engine;
+    let prefix = ctx.prefix(&format!("restore-{}", side.name()));
+    apply(&ctx.config, t, &prefix, side.exactly_once);
     let left = t.hops[0].0;
     let right = t.hops[1].0;
     let mut outputs = Outputs::new(&ctx.bootstrap, &prefix, &[t.hops[0].2]);
-    let mut first = Proc::start(engine, &ctx.bootstrap, t, &prefix, &ctx.dir.join(format!("{prefix}-a")));
+    let mut first = Proc::start(side, &ctx.bootstrap, t, &prefix, &ctx.dir.join(format!("{prefix}-a")));
     first.wait_running();
     feed(&ctx.feeder, t, &prefix, "warm", 0..10, &[0, 1]);
     outputs.wait_count("warm", 10, Duration::from_secs(120));
@@ -725,7 +758,7 @@ fn restore(ctx: &mut Ctx, t: &Topology, engine: Engine, entries: usize) -> (f64,
     first.stop();
 
     let started = Instant::now();
-    let mut fresh = Proc::start(engine, &ctx.bootstrap, t, &prefix, &ctx.dir.join(format!("{prefix}-b")));
+    let mut fresh = Proc::start(side, &ctx.bootstrap, t, &prefix, &ctx.dir.join(format!("{prefix}-b")));
     let payload = payload(Fed::Response);
     let probes: Vec<(String, i32)> = (entries - 2..entries).map(|i| key(t, "st", i)).collect();
     for (k, part) in &probes {
@@ -750,7 +783,7 @@ fn restore(ctx: &mut Ctx, t: &Topology, engine: Engine, entries: usize) -> (f64,
     };
     println!(
         "restore {:<14} {entries} entries: first outputs {ms:.0} ms after start; engine reports {}",
-        engine.name(),
+        side.name(),
         reported
             .map(|(n, ms)| format!("{n} records restored in {ms:.0} ms"))
             .unwrap_or_else(|| "nothing".into())
@@ -818,13 +851,17 @@ fn main() {
     let check = env_usize("FLOWC_KS_CHECK", 1000);
     let entries = env_usize("FLOWC_KS_RESTORE", 100_000);
 
-    eprintln!("kstreams: building the Kafka Streams application (benches/kstreams/run.sh build)");
-    let built = Command::new(kstreams_script())
-        .arg("build")
-        .stdout(Stdio::null())
-        .status()
-        .expect("run.sh runs");
-    assert!(built.success(), "benches/kstreams/run.sh build failed");
+    let [a_side, b_side] = sides();
+    let (a_name, b_name) = (a_side.name(), b_side.name());
+    if b_side.engine == Engine::KStreams {
+        eprintln!("kstreams: building the Kafka Streams application (benches/kstreams/run.sh build)");
+        let built = Command::new(kstreams_script())
+            .arg("build")
+            .stdout(Stdio::null())
+            .status()
+            .expect("run.sh runs");
+        assert!(built.success(), "benches/kstreams/run.sh build failed");
+    }
 
     assert_eq!(
         common::broker_kind(),
@@ -839,10 +876,12 @@ fn main() {
     println!("broker: kafka (Apache Kafka 4.3.2, single node, {PARTITIONS} partitions per topic)");
     println!(
         "guarantee: {}",
-        if exactly_once() {
-            "exactly once on both (flowc EOS v2 transactions per batch, Kafka Streams exactly_once_v2)"
-        } else {
-            "at least once on both"
+        match guarantee_mode() {
+            Mode::AtLeastOnce => "at least once on both",
+            Mode::ExactlyOnce =>
+                "exactly once on both (flowc EOS v2 transactions per batch, Kafka Streams exactly_once_v2)",
+            Mode::FlowcGuarantees =>
+                "flowc exactly once (flowc-eos: EOS v2, transactions of <= 100 ms) against flowc at least once (flowc-alo), A B A B",
         }
     );
     println!(
@@ -859,28 +898,28 @@ fn main() {
 
     let mut tables = Vec::new();
     for t in topologies().iter().filter(|t| only.iter().any(|o| o == t.name)) {
-        let mut results: BTreeMap<Engine, Vec<RunResult>> = BTreeMap::new();
-        let mut checked: BTreeMap<Engine, _> = BTreeMap::new();
+        let mut results: BTreeMap<Side, Vec<RunResult>> = BTreeMap::new();
+        let mut checked: BTreeMap<Side, _> = BTreeMap::new();
         for round in 0..rounds {
-            for engine in [Engine::Flowc, Engine::KStreams] {
+            for side in [a_side, b_side] {
                 let n = if round == 0 { check } else { check.min(200) };
-                let (r, out) = run(&mut ctx, t, engine, n.max(1));
+                let (r, out) = run(&mut ctx, t, side, n.max(1));
                 if round == 0 {
-                    checked.insert(engine, out);
+                    checked.insert(side, out);
                 }
-                results.entry(engine).or_default().push(r);
+                results.entry(side).or_default().push(r);
             }
         }
-        compare(t, &checked[&Engine::Flowc], &checked[&Engine::KStreams]);
+        compare(t, &checked[&a_side], &checked[&b_side]);
         tables.push((t.name, results));
     }
 
-    let mut restores: BTreeMap<Engine, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let mut restores: BTreeMap<Side, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     if entries >= 2 && only.iter().any(|o| o == "join") {
         let t = topologies().into_iter().find(|t| t.name == "join").unwrap();
-        for engine in [Engine::Flowc, Engine::KStreams] {
-            let (ms, reported) = restore(&mut ctx, &t, engine, entries);
-            let e = restores.entry(engine).or_default();
+        for side in [a_side, b_side] {
+            let (ms, reported) = restore(&mut ctx, &t, side, entries);
+            let e = restores.entry(side).or_default();
             e.0.push(ms);
             if let Some((_, r)) = reported {
                 e.1.push(r);
@@ -891,15 +930,15 @@ fn main() {
     println!();
     let mut join_ratio = None;
     for (name, results) in &tables {
-        let f = &results[&Engine::Flowc];
-        let k = &results[&Engine::KStreams];
+        let f = &results[&a_side];
+        let k = &results[&b_side];
         let get = |v: &[RunResult], m: fn(&RunResult) -> f64| mid(&v.iter().map(m).collect::<Vec<_>>());
         println!(
-            "### {name} (median of {} runs each, alternating flowc, kafka-streams)",
+            "### {name} (median of {} runs each, alternating {a_name}, {b_name})",
             f.len()
         );
         println!();
-        println!("| metric | flowc | kafka-streams | flowc/kafka-streams | better |");
+        println!("| metric | {a_name} | {b_name} | {a_name}/{b_name} | better |");
         println!("|---|---:|---:|---:|---|");
         let (fr, kr) = (get(f, |r| r.rate), get(k, |r| r.rate));
         row("throughput (records/s)", "higher", fr, kr, 0);
@@ -914,7 +953,7 @@ fn main() {
         row("hop latency p99 (ms)", "lower", get(f, |r| r.p99), get(k, |r| r.p99), 2);
         row("peak RSS (MiB)", "lower", get(f, |r| r.rss), get(k, |r| r.rss), 1);
         if *name == "join" {
-            if let (Some(fs), Some(ks)) = (restores.get(&Engine::Flowc), restores.get(&Engine::KStreams)) {
+            if let (Some(fs), Some(ks)) = (restores.get(&a_side), restores.get(&b_side)) {
                 row(
                     &format!("restore {entries}-entry store: start to first output (ms)"),
                     "lower",
@@ -937,8 +976,8 @@ fn main() {
         println!();
     }
     if let Some((rate, per_cpu)) = join_ratio {
-        println!("join flowc/kafka-streams throughput per CPU-second ratio: {per_cpu:.2}");
-        println!("join flowc/kafka-streams throughput ratio: {rate:.2}");
+        println!("join {a_name}/{b_name} throughput per CPU-second ratio: {per_cpu:.2}");
+        println!("join {a_name}/{b_name} throughput ratio: {rate:.2}");
     }
     drop(broker);
     let _ = std::fs::remove_dir_all(&ctx.dir);
