@@ -1052,17 +1052,22 @@ impl SubRunner {
     /// for that second. A request to each leader (the end offsets of the partitions kept, one
     /// ListOffsets per leader) wakes the fetchers at once.
     fn wake_kept(&self) {
-        let Ok(assigned) = self.consumer.assignment() else {
-            return;
-        };
-        let kept: Vec<(String, i32)> = assigned
+        if let Ok(assigned) = self.consumer.assignment() {
+            self.wake_fetchers(&assigned, |p| !self.restoring.contains_key(&p));
+        }
+    }
+
+    /// Asks the leaders of `partitions` (those `take` picks by number) for their end offsets,
+    /// which wakes the fetchers serving them (see [`SubRunner::wake_kept`]).
+    fn wake_fetchers(&self, partitions: &TopicPartitionList, take: impl Fn(i32) -> bool) {
+        let wanted: Vec<(String, i32)> = partitions
             .elements()
             .iter()
-            .filter(|e| !self.restoring.contains_key(&e.partition()))
+            .filter(|e| take(e.partition()))
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
-        if let Err(e) = self.end_offsets(&kept, Duration::from_millis(500)) {
-            tracing::debug!(error = %e, "waking the fetchers after a rebalance");
+        if let Err(e) = self.end_offsets(&wanted, Duration::from_millis(500)) {
+            tracing::debug!(error = %e, "waking the fetchers");
         }
     }
 
@@ -1129,15 +1134,7 @@ impl SubRunner {
                     .seek(&topic, done.partition, Offset::Offset(offset), self.config.timeout)?;
             }
             // As after a rebalance (`wake_kept`): the fetcher may sleep through the resume.
-            let resumed: Vec<(String, i32)> = r
-                .topics
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect();
-            if let Err(e) = self.end_offsets(&resumed, Duration::from_millis(500)) {
-                tracing::debug!(error = %e, "waking the fetchers after a restore");
-            }
+            self.wake_fetchers(&r.topics, |_| true);
             self.metrics.restore_seconds.observe(r.started.elapsed().as_secs_f64());
             tracing::info!(pipeline = %self.plan().name, sub = %self.plan().sub_topologies[self.sub].name, partition = done.partition, paused = ?r.started.elapsed(), "task ready; partition resumed");
         }
