@@ -415,16 +415,25 @@ fn partitions_of(tpl: &TopicPartitionList) -> BTreeSet<i32> {
 }
 
 impl GroupContext {
-    /// Carries out `err` for `tpl` as librdkafka's own handler would.
-    fn apply_default(consumer: &BaseConsumer<Self>, assign: bool, tpl: &TopicPartitionList) {
+    /// Takes (`assign`) or gives up the partitions of a rebalance event, incrementally where the
+    /// group's protocol is (the consumer protocol), else the whole assignment.
+    fn carry_out(
+        consumer: &BaseConsumer<Self>,
+        assign: bool,
+        tpl: &TopicPartitionList,
+    ) -> rdkafka::error::KafkaResult<()> {
         let incremental = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
-        let done = match (assign, incremental) {
+        match (assign, incremental) {
             (true, true) => consumer.incremental_assign(tpl),
             (true, false) => consumer.assign(tpl),
             (false, true) => consumer.incremental_unassign(tpl),
             (false, false) => consumer.unassign(),
-        };
-        if let Err(e) = done {
+        }
+    }
+
+    /// [`GroupContext::carry_out`] while closing, where nobody is left to hear of a failure.
+    fn apply_default(consumer: &BaseConsumer<Self>, assign: bool, tpl: &TopicPartitionList) {
+        if let Err(e) = Self::carry_out(consumer, assign, tpl) {
             tracing::debug!(error = %e, "rebalance while closing");
         }
     }
@@ -971,8 +980,9 @@ impl SubRunner {
             let mut guard = self.consumer.context().events.lock().map_err(poisoned)?;
             guard.drain(..).collect()
         };
-        let incremental = matches!(self.consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let mut rebalanced = false;
         for event in events {
+            rebalanced = true;
             match event {
                 GroupEvent::Revoked(tpl) => {
                     let started = Instant::now();
@@ -1000,24 +1010,13 @@ impl SubRunner {
                         self.pending.retain(|(_, q), _| q != p);
                         self.uncommitted_from.retain(|(_, q), _| q != p);
                         self.answered_in_place.retain(|(_, q, _)| q != p);
-                        if let Some(r) = self.restoring.remove(p) {
-                            r.cancel.store(true, Ordering::Relaxed);
-                            self.abandoned.push((*p, r.thread));
-                        }
+                        self.abandon_restore(*p);
                     }
-                    if incremental {
-                        self.consumer.incremental_unassign(&tpl)?;
-                    } else {
-                        self.consumer.unassign()?;
-                    }
+                    GroupContext::carry_out(&self.consumer, false, &tpl)?;
                     tracing::info!(pipeline = %self.plan().name, sub = %self.plan().sub_topologies[self.sub].name, ?partitions, kept = ?self.tasks.keys().collect::<Vec<_>>(), elapsed = ?started.elapsed(), "partitions revoked");
                 }
                 GroupEvent::Assigned(tpl) => {
-                    if incremental {
-                        self.consumer.incremental_assign(&tpl)?;
-                    } else {
-                        self.consumer.assign(&tpl)?;
-                    }
+                    GroupContext::carry_out(&self.consumer, true, &tpl)?;
                     let mut by_partition: BTreeMap<i32, TopicPartitionList> = BTreeMap::new();
                     for e in tpl.elements() {
                         by_partition
@@ -1039,7 +1038,7 @@ impl SubRunner {
                 }
             }
         }
-        if incremental {
+        if rebalanced && matches!(self.consumer.rebalance_protocol(), RebalanceProtocol::Cooperative) {
             self.wake_kept();
         }
         Ok(())
@@ -1141,11 +1140,20 @@ impl SubRunner {
         Ok(())
     }
 
+    /// Cancels `partition`'s restore, if one runs; its thread is joined before the partition's
+    /// directory is opened again.
+    fn abandon_restore(&mut self, partition: i32) {
+        if let Some(r) = self.restoring.remove(&partition) {
+            r.cancel.store(true, Ordering::Relaxed);
+            self.abandoned.push((partition, r.thread));
+        }
+    }
+
     /// Ends every restore (on stop).
     fn stop_restores(&mut self) {
-        for (p, r) in std::mem::take(&mut self.restoring) {
-            r.cancel.store(true, Ordering::Relaxed);
-            self.abandoned.push((p, r.thread));
+        let restoring: Vec<i32> = self.restoring.keys().copied().collect();
+        for p in restoring {
+            self.abandon_restore(p);
         }
         for (_, thread) in self.abandoned.drain(..) {
             let _ = thread.join();
