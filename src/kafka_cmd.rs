@@ -229,10 +229,10 @@ pub struct WorkerArgs {
     /// `isolation.level=read_committed`), for pipelines whose deployment does not choose one.
     #[arg(long, default_value = "at-least-once", value_parser = parse_guarantee)]
     pub processing_guarantee: flowc_runtime::kafka::control::Guarantee,
-    /// Experimental: at least once, checkpoint stores and restore only the changelog's tail
-    /// when a task's store is still on disk. Off by default: a chaos test still loses a few
-    /// joins with it (ARCHITECTURE.md, Checkpoints); every task then restores in full.
-    #[arg(long)]
+    /// At least once: checkpoint stores, and restore only the changelog's tail when a task's
+    /// store is still on disk (`--restore-from-checkpoints=false`: every task restores its
+    /// stores in full from their changelogs). Exactly once always restores in full.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub restore_from_checkpoints: bool,
     #[command(flatten)]
     pub kafka: KafkaArgs,

@@ -13,8 +13,8 @@ use rdkafka::producer::BaseProducer;
 use support::{join, Env};
 
 const WAIT: Duration = Duration::from_secs(120);
-/// Checkpoints are opt-in (experimental, see `WorkerOptions::checkpoints`).
-const CHECKPOINTS: &[&str] = &["--restore-from-checkpoints"];
+/// Checkpoints are on by default; a worker that turns them off restores in full.
+const NO_CHECKPOINTS: &[&str] = &["--restore-from-checkpoints=false"];
 
 const PARTITIONS: usize = 2;
 
@@ -80,7 +80,7 @@ fn a_restart_on_the_same_state_dir_replays_only_the_changelog_tail() {
     env.start_model_server(&["samples/join.yaml"]);
     env.apply(&["samples/join.yaml"], 2);
     let state = env.dir.path().join("state");
-    let a = env.start_worker_with_state_args("worker-a", &state, CHECKPOINTS);
+    let a = env.start_worker_with_state_args("worker-a", &state, &[]);
     let producer = env.producer();
     wait_tasks(&env, a, 2);
     feed(&env, &producer, "tfsimple1", "st", 0..ENTRIES);
@@ -98,7 +98,7 @@ fn a_restart_on_the_same_state_dir_replays_only_the_changelog_tail() {
     env.procs[a].kill();
 
     let started = Instant::now();
-    let b = env.start_worker_with_state_args("worker-b", &state, CHECKPOINTS);
+    let b = env.start_worker_with_state_args("worker-b", &state, &[]);
     let (restored, tail) = wait_tasks(&env, b, 2);
     // Both kinds of key meet their other side: the store is whole.
     feed(&env, &producer, "tfsimple2", "st", 7..8);
@@ -123,7 +123,7 @@ fn a_restart_on_the_same_state_dir_replays_only_the_changelog_tail() {
     // The same store on a fresh state directory: a full restore.
     env.procs[b].terminate();
     let started = Instant::now();
-    let c = env.start_worker_with_state_args("worker-c", &env.dir.path().join("fresh-state"), CHECKPOINTS);
+    let c = env.start_worker_with_state_args("worker-c", &env.dir.path().join("fresh-state"), NO_CHECKPOINTS);
     let (restored, tail) = wait_tasks(&env, c, 2);
     let took = started.elapsed();
     eprintln!(

@@ -26,8 +26,10 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The flowc binary the tests run: this build's, or `FLOWC_TEST_BIN` (a copy kept apart, so
+/// a long test loop goes on while the tree is rebuilt).
 pub fn flowc() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_flowc"))
+    std::env::var_os("FLOWC_TEST_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_flowc")), PathBuf::from)
 }
 
 pub fn free_port() -> u16 {

@@ -33,7 +33,7 @@ use super::restore::read_changelog_from;
 use super::{now_ms, KafkaError};
 use crate::operator::{BuildEnv, ModelBackend};
 use crate::record::Record;
-use crate::state::{RocksState, StateStore};
+use crate::state::{ChangelogRecord, RocksState, StateStore};
 use crate::task::{Task, TaskOutput};
 
 #[derive(Clone)]
@@ -64,10 +64,9 @@ pub struct WorkerOptions {
     /// Names this worker stably across restarts (its transactional producers' ids): by default
     /// the host name and the state directory.
     pub instance: String,
-    /// Checkpoint stores at least once and restore only the changelog's tail where a
-    /// checkpoint allows (`--restore-from-checkpoints`, experimental): off by default, since
-    /// the ten-SIGKILL chaos test lost 1 to 4 joins of 10,000 in about a third of its runs with
-    /// it on (see ARCHITECTURE.md, *Checkpoints*). Off, every task restores in full.
+    /// At least once: checkpoint stores and restore only the changelog's tail where a
+    /// checkpoint allows (`--restore-from-checkpoints`, on by default). Off, every task
+    /// restores in full.
     pub checkpoints: bool,
 }
 
@@ -94,7 +93,7 @@ impl WorkerOptions {
             deployed: Arc::default(),
             guarantee: Guarantee::AtLeastOnce,
             instance: String::new(),
-            checkpoints: false,
+            checkpoints: true,
         }
     }
 }
@@ -577,6 +576,12 @@ struct SubRunner {
     max_message_bytes: usize,
     /// A transaction is open (something was produced since the last commit).
     in_transaction: std::cell::Cell<bool>,
+    /// At least once: the changelog records of what was processed since the last commit, by
+    /// partition, written only once the outputs they go with are acknowledged
+    /// ([`SubRunner::commit_within`]). Written with them, a crash could leave a changelog
+    /// record whose output never reached its topic: a join's tombstone for a matched entry
+    /// without the joined record, and the replayed partner then finds nothing to join.
+    held_changelog: std::cell::RefCell<Vec<(i32, ChangelogRecord)>>,
     /// Tasks whose stores are being restored on threads of their own, by partition; their
     /// partitions are paused until they are ready.
     restoring: BTreeMap<i32, Restoring>,
@@ -606,7 +611,7 @@ struct Restoring {
     /// The partition's topics, paused while it restores.
     topics: TopicPartitionList,
     /// The first offset per topic of records of this partition that were fetched before the
-    /// pause took and so not worked on: where it resumes.
+    /// pause took and so not worked on: where it resumes if the group committed none.
     skipped: BTreeMap<String, i64>,
     started: Instant,
 }
@@ -743,6 +748,7 @@ impl SubRunner {
             answered_in_place: std::collections::HashSet::new(),
             exactly_once,
             in_transaction: std::cell::Cell::new(false),
+            held_changelog: std::cell::RefCell::new(Vec::new()),
             max_message_bytes,
             restoring: BTreeMap::new(),
             abandoned: Vec::new(),
@@ -1005,6 +1011,11 @@ impl SubRunner {
                             }
                         }
                     }
+                    // What was not committed is the new owner's to redo: its changelog records
+                    // must not reach a changelog partition that is no longer this worker's.
+                    self.held_changelog
+                        .borrow_mut()
+                        .retain(|(p, _)| !partitions.contains(p));
                     for p in &partitions {
                         self.tasks.remove(p);
                         self.pending.retain(|(_, q), _| q != p);
@@ -1114,8 +1125,8 @@ impl SubRunner {
         Ok(())
     }
 
-    /// Takes the tasks whose restores are done and resumes their partitions, from the first
-    /// record fetched before their pause took, if any.
+    /// Takes the tasks whose restores are done and resumes their partitions from their
+    /// committed offsets.
     fn take_restored(&mut self) -> Result<(), KafkaError> {
         while let Ok(done) = self.restored_rx.try_recv() {
             if self.restoring.get(&done.partition).map(|r| r.id) != Some(done.id) {
@@ -1127,10 +1138,28 @@ impl SubRunner {
             let _ = r.thread.join();
             let task = done.task?;
             self.tasks.insert(done.partition, task);
+            // Nothing of the partition was worked on since it came: it goes on from the group's
+            // committed offset (without one, from the first record fetched before the pause
+            // took). Sought explicitly: librdkafka resumes a partition paused before anything
+            // of it was consumed from its own bookkeeping (an assign and a pause in quick
+            // succession can lose the assign's offset, librdkafka#2190), and chaos runs with
+            // fast (checkpointed) restores that resumed that way lost a few records.
+            let committed = self
+                .consumer
+                .committed_offsets(r.topics.clone(), self.config.timeout)
+                .map_err(|e| {
+                    KafkaError::unreachable(&self.config, "reading the committed offsets of a restored task", e)
+                })?;
             self.consumer.resume(&r.topics)?;
-            for (topic, offset) in r.skipped {
-                self.consumer
-                    .seek(&topic, done.partition, Offset::Offset(offset), self.config.timeout)?;
+            for e in committed.elements() {
+                let from = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => r.skipped.get(e.topic()).copied(),
+                };
+                if let Some(from) = from {
+                    self.consumer
+                        .seek(e.topic(), done.partition, Offset::Offset(from), self.config.timeout)?;
+                }
             }
             // As after a rebalance (`wake_kept`): the fetcher may sleep through the resume.
             self.wake_fetchers(&r.topics, |_| true);
@@ -1737,18 +1766,29 @@ impl SubRunner {
                 .headers(headers);
             self.produce(r)?;
         }
-        for c in &out.changelog {
-            let Some(topic) = self.changelogs.get(&c.store) else {
-                tracing::error!(store = %c.store, "no changelog topic for store");
-                continue;
-            };
-            let mut r = BaseRecord::to(topic).key(c.key.as_slice()).partition(partition);
-            if let Some(v) = &c.value {
-                r = r.payload(v.as_slice());
+        if self.exactly_once {
+            // One transaction holds outputs and changelog records alike.
+            for c in &out.changelog {
+                self.produce_changelog(partition, c)?;
             }
-            self.produce(r)?;
+        } else {
+            self.held_changelog
+                .borrow_mut()
+                .extend(out.changelog.into_iter().map(|c| (partition, c)));
         }
         Ok(())
+    }
+
+    fn produce_changelog(&self, partition: i32, c: &ChangelogRecord) -> Result<(), KafkaError> {
+        let Some(topic) = self.changelogs.get(&c.store) else {
+            tracing::error!(store = %c.store, "no changelog topic for store");
+            return Ok(());
+        };
+        let mut r = BaseRecord::to(topic).key(c.key.as_slice()).partition(partition);
+        if let Some(v) = &c.value {
+            r = r.payload(v.as_slice());
+        }
+        self.produce(r)
     }
 
     fn produce<K, P>(&self, mut record: BaseRecord<'_, K, P>) -> Result<(), KafkaError>
@@ -1793,30 +1833,33 @@ impl SubRunner {
     /// waiting at most `wait` for that. `Ok(false)`: not all acknowledged yet; nothing is
     /// committed and the offsets wait for the next call (they are absolute, so a later commit
     /// covers them), while the caller goes on polling.
+    ///
+    /// At least once, in three steps: the outputs acknowledged, then the changelog records
+    /// held back until now written and acknowledged, then the input offsets committed. A crash
+    /// between any two replays the inputs onto a store restored without (or with) the
+    /// batch's changelog records; either way every output is written at least once.
     fn commit_within(&mut self, wait: Duration) -> Result<bool, KafkaError> {
         if self.exactly_once {
             return self.commit_transaction();
         }
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.held_changelog.borrow().is_empty() {
             return Ok(true);
         }
-        // Not `flush`: rdkafka's flush polls in 100 ms slices, so every batch would cost at
-        // least 100 ms. The producer's own thread serves delivery reports; wait for them.
         let deadline = Instant::now() + wait;
-        while self.producer.in_flight_count() > 0 && self.producer.context().failed.load(Ordering::Relaxed) == 0 {
-            if Instant::now() > deadline {
+        if !self.acknowledged_by(deadline)? {
+            return Ok(false);
+        }
+        let held = std::mem::take(&mut *self.held_changelog.borrow_mut());
+        if !held.is_empty() {
+            for (partition, c) in &held {
+                self.produce_changelog(*partition, c)?;
+            }
+            if !self.acknowledged_by(deadline)? {
                 return Ok(false);
             }
-            std::thread::sleep(Duration::from_micros(500));
         }
-        let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
-        if failed > 0 {
-            let last = self.producer.context().last_error.lock().map_err(poisoned)?.take();
-            // Not committing: the consumer restarts from the last commit and redoes the batch.
-            return Err(KafkaError::Deploy(format!(
-                "{failed} output records were not stored (last: {}); the batch will be redone",
-                last.unwrap_or_default()
-            )));
+        if self.pending.is_empty() {
+            return Ok(true);
         }
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), offset) in &self.pending {
@@ -1837,6 +1880,29 @@ impl SubRunner {
 }
 
 impl SubRunner {
+    /// Waits until everything produced is acknowledged (`Ok(true)`), or `deadline` passes
+    /// (`Ok(false)`); an error when a record was not stored (the batch is then redone from
+    /// the last commit). Not `flush`: rdkafka's flush polls in 100 ms slices, so every batch
+    /// would cost at least 100 ms; the producer's own thread serves delivery reports.
+    fn acknowledged_by(&self, deadline: Instant) -> Result<bool, KafkaError> {
+        while self.producer.in_flight_count() > 0 && self.producer.context().failed.load(Ordering::Relaxed) == 0 {
+            if Instant::now() > deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            let last = self.producer.context().last_error.lock().map_err(poisoned)?.take();
+            // Not committing: the consumer restarts from the last commit and redoes the batch.
+            return Err(KafkaError::Deploy(format!(
+                "{failed} output records were not stored (last: {}); the batch will be redone",
+                last.unwrap_or_default()
+            )));
+        }
+        Ok(true)
+    }
+
     /// Exactly once: commits the batch's transaction with the input offsets it consumed
     /// (`send_offsets_to_transaction` with the consumer's group metadata, EOS v2). A failure
     /// that the transaction can recover from aborts it and redoes the batch from rebuilt
@@ -1935,9 +2001,9 @@ impl SubRunner {
 
 /// Restores `task`'s stores from their changelogs: only the tail after the checkpoint in
 /// `dir` where there is one (only on brokers with exact watermarks, and only at least once:
-/// under exactly once a task always restores in full (a chaos run with checkpoints kept
-/// across clean revokes lost 2 of 10,000 joins, cause not found yet), and any checkpoint left
-/// from an at-least-once run is removed). Stops early with an error when `cancel` is set.
+/// under exactly once a store may hold writes of an aborted transaction, so a task always
+/// restores in full, and any checkpoint left from an at-least-once run is removed). Stops
+/// early with an error when `cancel` is set.
 fn restore_task(
     env: &RestoreEnv,
     mut task: Task,
