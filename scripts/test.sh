@@ -19,6 +19,13 @@ step() { printf '\n==> %s\n' "$*"; }
 step "build dependencies (system packages)"
 ./scripts/setup-build-deps.sh
 
+# Jaeger (the tracing test's backend) builds from Go sources: minutes on a fresh machine, so
+# it builds in the background while cargo checks and compiles, and is waited for before the
+# tests (a second run finds it installed at once).
+jaeger_log="$CARGO_TARGET_DIR/install-jaeger.log"
+./scripts/install-jaeger.sh >"$jaeger_log" 2>&1 &
+jaeger_pid=$!
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -31,6 +38,14 @@ export FLOWC_TANSU; FLOWC_TANSU="$(./scripts/install-broker.sh | tail -n 1)"
 
 step "MLServer (Python venv) for the MLServer test"
 export FLOWC_MLSERVER_BIN; FLOWC_MLSERVER_BIN="$(./scripts/setup-python.sh | tail -n 1)"
+
+step "Jaeger (OTLP traces backend) for the tracing test"
+if ! wait "$jaeger_pid"; then
+    cat "$jaeger_log" >&2
+    echo "scripts/install-jaeger.sh failed" >&2
+    exit 1
+fi
+export FLOWC_JAEGER; FLOWC_JAEGER="$(tail -n 1 "$jaeger_log")"
 
 log="$CARGO_TARGET_DIR/last-test.log"
 : >"$log"

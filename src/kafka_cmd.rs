@@ -474,10 +474,27 @@ pub struct InspectArgs {
     /// Records per topic (without --request-id).
     #[arg(long, short = 'c', alias = "offset", default_value_t = 10)]
     pub count: usize,
-    /// Search only records written in the last DURATION (e.g. 30s, 10m, 2h) instead of the
-    /// whole retained topics.
-    #[arg(long, value_name = "DURATION")]
+    /// Search only records written since then: a DURATION ago (e.g. 30s, 10m, 2h) or a time
+    /// in ms since the Unix epoch. A gateway request id needs neither: it carries its time.
+    #[arg(long, value_name = "DURATION|MS")]
     pub since: Option<String>,
+    /// Search only records written until then: a DURATION ago or ms since the epoch.
+    #[arg(long, value_name = "DURATION|MS")]
+    pub until: Option<String>,
+    /// How long after entering a request's records can still be written: the gateway's
+    /// request timeout (the plan's join, trigger and batch windows are added).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub window: String,
+    /// Read every retained record, even for a request id that carries its time.
+    #[arg(long)]
+    pub scan: bool,
+    /// Show the records as they are written, from now on, until interrupted (like
+    /// `kubectl logs -f`); the target, --request-id and --tensor filter them.
+    #[arg(long, short = 'F', conflicts_with_all = ["since", "until", "scan"])]
+    pub follow: bool,
+    /// Only this tensor, at every step.
+    #[arg(long, short = 't')]
+    pub tensor: Option<String>,
     #[arg(long, short, value_enum, default_value_t = InspectFormat::Text)]
     pub format: InspectFormat,
     /// Show record headers.
@@ -495,48 +512,100 @@ pub struct InspectArgs {
     pub kafka: KafkaArgs,
 }
 
-/// `30s`, `10m`, `2h`, `1d` or plain seconds.
-fn parse_duration(text: &str) -> Result<Duration> {
+/// `30s`, `10m`, `2h`, `1d` or plain seconds (`flag` names the option in errors).
+fn parse_duration(flag: &str, text: &str) -> Result<Duration> {
     let text = text.trim();
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
     let n: u64 = number
         .parse()
-        .with_context(|| format!("--since {text}: expected a number and a unit, e.g. 30s, 10m, 2h"))?;
+        .with_context(|| format!("{flag} {text}: expected a number and a unit, e.g. 30s, 10m, 2h"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86_400,
-        other => anyhow::bail!("--since {text}: unknown unit `{other}` (use s, m, h or d)"),
+        other => anyhow::bail!("{flag} {text}: unknown unit `{other}` (use s, m, h or d)"),
     };
     Ok(Duration::from_secs(secs))
+}
+
+/// A point in time for --since/--until: a duration ago, or ms since the epoch (a number of
+/// 12 digits or more, which no duration in seconds is meant to be).
+fn parse_time(flag: &str, text: &str, now_ms: i64) -> Result<i64> {
+    let t = text.trim();
+    if t.len() >= 12 && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse()
+            .with_context(|| format!("{flag} {t}: not a time in ms since the epoch"));
+    }
+    Ok(now_ms - parse_duration(flag, t)?.as_millis() as i64)
 }
 
 /// `flowc inspect` (§8): the records of a pipeline's topics, or one request's lineage.
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     use flowc_runtime::kafka::inspect::{self, InspectOptions, Selector};
     let selector = Selector::parse(&args.target).map_err(anyhow::Error::msg)?;
-    let since_ms = match &args.since {
-        Some(d) => Some(flowc_runtime::kafka::now_ms() - parse_duration(d)?.as_millis() as i64),
-        None => None,
-    };
+    let now = flowc_runtime::kafka::now_ms();
+    let since_ms = args
+        .since
+        .as_deref()
+        .map(|t| parse_time("--since", t, now))
+        .transpose()?;
+    let until_ms = args
+        .until
+        .as_deref()
+        .map(|t| parse_time("--until", t, now))
+        .transpose()?;
+    if let (Some(since), Some(until)) = (since_ms, until_ms) {
+        anyhow::ensure!(since <= until, "--since is after --until: nothing to search");
+    }
     let options = InspectOptions {
         prefix: args.kafka.prefix.clone(),
         namespace: args.namespace.clone(),
         count: args.count.max(1),
         request_id: args.request_id.clone(),
         since_ms,
+        until_ms,
+        request_window: parse_duration("--window", &args.window)?,
+        scan: args.scan,
+        tensor: args.tensor.clone(),
         full: args.full,
         headers: args.headers,
         timeout: Duration::from_millis(args.wait_ms.max(100)),
     };
     let config = args.kafka.config()?;
-    let shown = inspect::inspect(&config, &selector, &options)?;
+    if args.follow {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let on_signal = stop.clone();
+        // Ctrl-C or SIGTERM ends the stream cleanly (the consumer closes).
+        std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(crate::model_server_cmd::shutdown_signal());
+                on_signal.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let json = matches!(args.format, InspectFormat::Json);
+        inspect::follow(&config, &selector, &options, &stop, |shown| {
+            if json {
+                let line = inspect::render_json(std::slice::from_ref(&shown), &options);
+                if let Some(one) = line.as_array().and_then(|a| a.first()) {
+                    println!("{one}");
+                }
+            } else {
+                print!("{}", inspect::render_follow(&shown, &options));
+            }
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let found = inspect::inspect(&config, &selector, &options)?;
+    if options.request_id.is_some() {
+        eprintln!("{}", found.searched.describe());
+    }
     match args.format {
-        InspectFormat::Text => print!("{}", inspect::render_text(&shown, &options)),
+        InspectFormat::Text => print!("{}", inspect::render_text(&found.shown, &options)),
         InspectFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&inspect::render_json(&shown, &options))?
+            serde_json::to_string_pretty(&inspect::render_json(&found.shown, &options))?
         ),
     }
     Ok(ExitCode::SUCCESS)

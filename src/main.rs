@@ -219,13 +219,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Delete(args) => kafka_cmd::delete(args),
         Command::List(args) => kafka_cmd::list(args),
         Command::Status(args) => kafka_cmd::status(args),
-        Command::Worker(args) => kafka_cmd::worker(args),
+        Command::Worker(args) => {
+            let _spans = flowc_runtime::otlp::init("flowc-worker");
+            kafka_cmd::worker(args)
+        }
         Command::Send(args) => kafka_cmd::send(args),
         Command::Read(args) => kafka_cmd::read(args),
         Command::Inspect(args) => kafka_cmd::inspect(args),
         Command::ModelServer(args) => model_server_cmd::run(args),
-        Command::Gateway(args) => gateway_cmd::run(args),
-        Command::Up(args) => up_cmd::run(args),
+        Command::Gateway(args) => {
+            let _spans = flowc_runtime::otlp::init("flowc-gateway");
+            gateway_cmd::run(args)
+        }
+        Command::Up(args) => {
+            let _spans = flowc_runtime::otlp::init("flowc");
+            up_cmd::run(args)
+        }
         Command::DevBroker(args) => dev_broker(args),
     }
 }

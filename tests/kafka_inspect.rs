@@ -213,3 +213,107 @@ fn an_unreachable_broker_is_a_clear_error() {
     assert!(err.contains("cannot reach a Kafka broker at 127.0.0.1:1"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
 }
+
+/// Requests through the gateway carry their time in their ids: `inspect --request-id` reads
+/// only the records written around it, and finds the same lineage as the full scan
+/// (`--scan`), by raw id and by key. `inspect --follow` streams the records of every step as
+/// they are written.
+#[test]
+fn gateway_requests_are_found_by_their_time_and_follow_streams_them() {
+    let mut env = Env::start();
+    env.start_model_server(&["samples/join.yaml"]);
+    env.apply(&["samples/join.yaml"], 2);
+    env.start_worker("worker");
+    let gateway = env.start_gateway("gw", &[]);
+    env.wait_pipeline_ready(&gateway.http, "join");
+    let mut follow_args = vec!["inspect".to_string(), "join".into(), "--follow".into()];
+    follow_args.extend(env.broker_args());
+    let follow_args: Vec<&str> = follow_args.iter().map(String::as_str).collect();
+    env.procs
+        .push(support::Proc::spawn("follow", env.dir.path(), &follow_args));
+    let follow = env.procs.len() - 1;
+    // The follower reads from the end: give it a moment to be assigned its partitions.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let mut keys = Vec::new();
+    for v in 0..12 {
+        let body = flowc_runtime::model_rest::request_to_json(&request(vec![
+            int32("INPUT0", vec![1, 16], (v..v + 16).collect()),
+            int32("INPUT1", vec![1, 16], (v..v + 16).collect()),
+        ]))
+        .expect("a valid request");
+        let (status, headers, answer) = support::http_post(
+            &format!("{}/v2/pipelines/join/infer", gateway.http),
+            &[("content-type", "application/json")],
+            &body.to_string(),
+        )
+        .expect("infer");
+        assert_eq!(status, 200, "{answer}\n{}", env.logs());
+        let key = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("x-request-id"))
+            .map(|(_, v)| v.clone())
+            .expect("x-request-id");
+        keys.push(key);
+    }
+
+    // A request in the middle, by raw id and by key: the lineage the scan finds.
+    let key = keys[6].clone();
+    let raw = key.splitn(3, '.').nth(2).expect("a gateway key").to_string();
+    let lineage = |args: &[&str]| -> (serde_json::Value, String) {
+        let mut all = vec!["inspect", "join", "--format", "json"];
+        all.extend(args);
+        let (ok, out, err) = run(&env, &all);
+        assert!(ok, "{err}\n{}", env.logs());
+        // The last line says what was searched (a warning may come before it).
+        let said = err.lines().last().unwrap_or_default().to_string();
+        (stable(serde_json::from_str(&out).expect("JSON")), said)
+    };
+    let (scanned, scan_said) = lineage(&["-r", &raw, "--scan"]);
+    assert_eq!(scanned.as_array().map(Vec::len), Some(8), "{scanned:#}");
+    assert!(scan_said.contains("every retained record"), "{scan_said}");
+    for id in [raw.as_str(), key.as_str()] {
+        let (found, said) = lineage(&["-r", id]);
+        assert_eq!(found, scanned, "by {id}");
+        assert!(said.contains("the request entered at"), "{said}");
+        assert!(said.contains("; written "), "{said}");
+        let read = |s: &str| -> i64 {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{s}"))
+        };
+        assert!(read(&said) <= read(&scan_said), "{said} vs {scan_said}");
+        eprintln!("by {id}: {said} (the scan: {scan_said})");
+    }
+    // An id that carries no time is searched in full.
+    let (ok, _, err) = run(&env, &["inspect", "join", "-r", "no-such-request"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("every retained record"), "{err}");
+
+    // --follow printed every step of every request, the last one included.
+    let last = keys.last().expect("keys").clone();
+    let deadline = Instant::now() + WAIT;
+    let log = loop {
+        let log = env.procs[follow].log();
+        if log.matches(&format!("| key {last} ")).count() >= 8 {
+            break log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "--follow never showed {last} at every step:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for slot in [
+        "pipeline join inputs",
+        "step tfsimple1 outputs",
+        "step tfsimple3 inputs",
+        "pipeline join outputs",
+    ] {
+        assert!(log.contains(&format!("{slot} | key {last} ")), "{slot}:\n{log}");
+    }
+    assert!(log.contains("    OUTPUT0 INT32 [1, 16] = ["), "{log}");
+    let shown: Vec<&str> = log.lines().filter(|l| l.contains(&last)).collect();
+    eprintln!("--follow on {last}:\n{}", shown.join("\n"));
+}

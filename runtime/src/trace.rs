@@ -79,18 +79,38 @@ fn random_u64() -> u64 {
 }
 
 /// A hop's headers: the incoming `traceparent`, if any, replaced by a child span of it.
-pub fn next_hop(headers: &mut Vec<(String, Vec<u8>)>) {
-    let Some(i) = headers.iter().position(|(k, _)| k == header::TRACEPARENT) else {
-        return;
-    };
+/// Returns the parent and the child (the hop's span), for the span's export.
+pub fn next_hop(headers: &mut Vec<(String, Vec<u8>)>) -> Option<(TraceParent, TraceParent)> {
+    let i = headers.iter().position(|(k, _)| k == header::TRACEPARENT)?;
     let parent = std::str::from_utf8(&headers[i].1).ok().and_then(TraceParent::parse);
     match parent {
-        Some(p) => headers[i].1 = p.child().to_string().into_bytes(),
+        Some(p) => {
+            let child = p.child();
+            headers[i].1 = child.to_string().into_bytes();
+            Some((p, child))
+        }
         // Not a valid traceparent: dropped rather than passed on (W3C: restart or drop).
         None => {
             headers.remove(i);
+            None
         }
     }
+}
+
+/// The span name of a hop that writes `topic`: the topic past its prefix and namespace
+/// (`model.tfsimple1.inputs`, `pipeline.chain.outputs`, `errors.errors`).
+pub fn hop_name(topic: &str) -> String {
+    let short = [".model.", ".pipeline.", ".errors."]
+        .iter()
+        .filter_map(|marker| topic.rfind(marker).map(|at| &topic[at + 1..]))
+        .min_by_key(|rest| rest.len())
+        .unwrap_or(topic);
+    format!("hop {short}")
+}
+
+/// ms since the epoch as a `SystemTime`.
+pub fn system_time(ms: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)
 }
 
 /// The child span of a record's `traceparent`, for a model call's request header.
@@ -144,5 +164,21 @@ mod tests {
         let mut bad = vec![("traceparent".to_string(), b"garbage".to_vec())];
         next_hop(&mut bad);
         assert!(bad.is_empty());
+    }
+
+    #[test]
+    fn hops_are_named_after_the_topic_they_write() {
+        assert_eq!(
+            hop_name("seldon.default.model.tfsimple1.inputs"),
+            "hop model.tfsimple1.inputs"
+        );
+        assert_eq!(
+            hop_name("t0-x.default.pipeline.chain.outputs"),
+            "hop pipeline.chain.outputs"
+        );
+        assert_eq!(hop_name("seldon.default.errors.errors"), "hop errors.errors");
+        // A namespace or prefix that looks like a marker does not confuse it.
+        assert_eq!(hop_name("a.model.default.model.m.outputs"), "hop model.m.outputs");
+        assert_eq!(hop_name("plain"), "hop plain");
     }
 }

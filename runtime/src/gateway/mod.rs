@@ -546,18 +546,11 @@ impl Gateway {
         }
     }
 
-    /// A fresh request id: 20 characters, unique per gateway process and time.
+    /// A fresh request id: 20 characters that carry the time the request entered, unique per
+    /// gateway process and time (`request_id`).
     fn new_request_id(&self) -> String {
-        const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut bits: u128 =
-            (u128::from(crate::kafka::now_ms() as u64) << 60) ^ (u128::from(std::process::id()) << 28) ^ u128::from(n);
-        let mut out = [0u8; 20];
-        for c in out.iter_mut().rev() {
-            *c = DIGITS[(bits & 31) as usize];
-            bits >>= 5;
-        }
-        String::from_utf8_lossy(&out).into_owned()
+        crate::request_id::new(crate::kafka::now_ms(), std::process::id(), n)
     }
 
     /// One synchronous call: writes `request` for `target` and waits for the answer.
@@ -572,7 +565,17 @@ impl Gateway {
         pass_headers: &[(String, String)],
     ) -> Result<Answer, GatewayError> {
         let started = Instant::now();
-        let answer = self.infer_untimed(target, request, request_id, pass_headers).await;
+        let began = std::time::SystemTime::now();
+        // One trace per request: the caller's, continued, or a new one (§4.3). The gateway's
+        // span is the parent of the first hop's.
+        let caller = pass_headers
+            .iter()
+            .find(|(k, _)| k == crate::record::header::TRACEPARENT)
+            .and_then(|(_, v)| TraceParent::parse(v));
+        let trace = caller.map_or_else(TraceParent::new_trace, |caller| caller.child());
+        let answer = self
+            .infer_untimed(target, request, request_id, pass_headers, trace)
+            .await;
         let status = match &answer {
             Ok(_) => 200,
             Err(e) => e.http_status(),
@@ -581,6 +584,28 @@ impl Gateway {
             Target::Pipeline(p) => format!("{p}.pipeline"),
             Target::Model(m) => format!("{m}.model"),
         };
+        if crate::otlp::enabled() {
+            let mut attributes = vec![
+                ("flowc.target", label.clone()),
+                ("http.response.status_code", status.to_string()),
+            ];
+            if let Ok(a) = &answer {
+                if let Some((_, key)) = a.headers.iter().find(|(k, _)| k == crate::record::header::REQUEST_ID) {
+                    attributes.push(("flowc.request_key", key.clone()));
+                }
+            }
+            crate::otlp::record(crate::otlp::Span {
+                name: format!("gateway {label}"),
+                kind: crate::otlp::Kind::Server,
+                ids: trace,
+                parent: caller.map(|c| c.span_id),
+                remote_parent: true,
+                start: began,
+                end: std::time::SystemTime::now(),
+                attributes,
+                error: answer.as_ref().err().map(ToString::to_string),
+            });
+        }
         crate::metrics::metrics()
             .gateway_request_seconds
             .with_label_values(&[label.as_str(), &status.to_string()])
@@ -594,6 +619,7 @@ impl Gateway {
         mut request: ModelInferRequest,
         request_id: Option<&str>,
         pass_headers: &[(String, String)],
+        trace: TraceParent,
     ) -> Result<Answer, GatewayError> {
         crate::metrics::metrics().gateway_requests.inc();
         let started = Instant::now();
@@ -693,12 +719,6 @@ impl Gateway {
             key: h::DEADLINE,
             value: Some(deadline_ms.as_str()),
         });
-        // One trace per request: the caller's, continued, or a new one (§4.3).
-        let trace = pass_headers
-            .iter()
-            .find(|(k, _)| k == h::TRACEPARENT)
-            .and_then(|(_, v)| TraceParent::parse(v))
-            .map_or_else(TraceParent::new_trace, |caller| caller.child());
         let traceparent = trace.to_string();
         headers = headers.insert(Header {
             key: h::TRACEPARENT,

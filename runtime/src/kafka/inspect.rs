@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use flowc_compiler::ast::Side;
 use flowc_compiler::build::TopicNames;
-use flowc_compiler::plan::{PipelinePlan, Role};
+use flowc_compiler::plan::{Op, PipelinePlan, Role};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
@@ -101,8 +101,19 @@ pub struct InspectOptions {
     pub count: usize,
     /// Only this request: the raw id, the key, or the `x-request-id` header.
     pub request_id: Option<String>,
-    /// Search from this time (ms since the epoch) instead of the topic's beginning.
+    /// Search records written from this time (ms since the epoch) instead of the topic's
+    /// beginning (or the window a request id's time gives).
     pub since_ms: Option<i64>,
+    /// Search records written up to this time (ms since the epoch) only.
+    pub until_ms: Option<i64>,
+    /// How long after it entered a request's records can still be written: the gateway's
+    /// request timeout (30 s unless it was changed); the plan's join, trigger and batch
+    /// windows are added to it.
+    pub request_window: Duration,
+    /// Read every retained record even for a request id that carries its time.
+    pub scan: bool,
+    /// Only these tensors (any slot).
+    pub tensor: Option<String>,
     /// Whole tensors instead of their first values.
     pub full: bool,
     pub headers: bool,
@@ -197,33 +208,225 @@ fn matches_request(key: &str, headers: &[(String, String)], id: &str) -> bool {
         || headers.iter().any(|(k, v)| k == header::REQUEST_ID && v == id)
 }
 
-/// Reads what `selector` covers; records come in flow order (slot by slot, then by time).
-pub fn inspect(config: &KafkaConfig, selector: &Selector, options: &InspectOptions) -> Result<Vec<Shown>, KafkaError> {
+/// The deployed plan of the selector's pipeline; an error names it and suggests a deployed
+/// one.
+fn deployed_plan(
+    config: &KafkaConfig,
+    selector: &Selector,
+    options: &InspectOptions,
+) -> Result<PipelinePlan, KafkaError> {
     let control = ControlReader::open(config, &options.prefix)?;
-    let plan = control
+    let found = control
         .pipelines()
         .find(|d| d.plan.name == selector.pipeline && d.plan.namespace == options.namespace)
-        .map(|d| d.plan.clone())
-        .ok_or_else(|| {
-            let names: Vec<&str> = control
-                .pipelines()
-                .filter(|d| d.plan.namespace == options.namespace)
-                .map(|d| d.plan.name.as_str())
-                .collect();
-            let hint = flowc_compiler::diagnostic::did_you_mean(&selector.pipeline, names.iter().copied())
-                .map(|h| format!(" (did you mean {h}?)"))
-                .unwrap_or_default();
-            KafkaError::Deploy(format!(
-                "pipeline {} is not deployed in namespace {}{hint}",
-                selector.pipeline, options.namespace
-            ))
-        })?;
+        .map(|d| d.plan.clone());
+    found.ok_or_else(|| {
+        let names: Vec<&str> = control
+            .pipelines()
+            .filter(|d| d.plan.namespace == options.namespace)
+            .map(|d| d.plan.name.as_str())
+            .collect();
+        let hint = flowc_compiler::diagnostic::did_you_mean(&selector.pipeline, names.iter().copied())
+            .map(|h| format!(" (did you mean {h}?)"))
+            .unwrap_or_default();
+        KafkaError::Deploy(format!(
+            "pipeline {} is not deployed in namespace {}{hint}",
+            selector.pipeline, options.namespace
+        ))
+    })
+}
+
+/// `inspect --follow`: the records `selector` covers as they are written, from now on, one
+/// call of `each` per record (in the order they are read; across topics that is the order
+/// the data flows, give or take a fetch), until `stop` is set. Only the pipeline's records;
+/// with a request id, only that request's.
+pub fn follow(
+    config: &KafkaConfig,
+    selector: &Selector,
+    options: &InspectOptions,
+    stop: &std::sync::atomic::AtomicBool,
+    mut each: impl FnMut(Shown),
+) -> Result<(), KafkaError> {
+    let plan = deployed_plan(config, selector, options)?;
+    let names = TopicNames::new(&options.prefix, &options.namespace);
+    let slots = slots(&plan, &names, selector).map_err(KafkaError::Deploy)?;
+    let consumer: BaseConsumer = config.reader().create()?;
+    let unreachable = |e| KafkaError::unreachable(config, "reading the pipeline's topics", e);
+    let metadata = consumer.fetch_metadata(None, config.timeout).map_err(unreachable)?;
+    let mut tpl = TopicPartitionList::new();
+    for slot in &slots {
+        if tpl.elements_for_topic(&slot.topic).is_empty() {
+            let count = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == slot.topic)
+                .map_or(0, |t| t.partitions().len() as i32);
+            for p in 0..count {
+                tpl.add_partition_offset(&slot.topic, p, Offset::End)?;
+            }
+        }
+    }
+    consumer.assign(&tpl)?;
+    let tensor = selector.tensor.as_deref().or(options.tensor.as_deref());
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m?;
+        let raw = Raw {
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+            key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+            headers: super::text_headers(&m),
+            value: m.payload().unwrap_or_default().to_vec(),
+        };
+        if !raw
+            .headers
+            .iter()
+            .any(|(k, v)| k == header::PIPELINE && *v == plan.name)
+        {
+            continue;
+        }
+        if let Some(id) = options.request_id.as_deref() {
+            if !matches_request(&raw.key, &raw.headers, id) {
+                continue;
+            }
+        }
+        for slot in slots.iter().filter(|s| s.topic == m.topic()) {
+            each(decode(slot, &raw, tensor));
+        }
+    }
+    Ok(())
+}
+
+/// What `inspect` found, and what it read to find it.
+#[derive(Clone, Debug)]
+pub struct Inspection {
+    /// Records in flow order (slot by slot, then by time).
+    pub shown: Vec<Shown>,
+    pub searched: Searched,
+}
+
+/// What a search covered: for the user to judge what a lookup cost, and what it could miss.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Searched {
+    /// Records (offsets) in the ranges read, over this many partitions.
+    pub records: i64,
+    pub partitions: usize,
+    /// The write-time window read (ms since the epoch), when there was one.
+    pub window: Option<Window>,
+    /// The time the request id carries (it entered the gateway then).
+    pub request_time_ms: Option<i64>,
+}
+
+impl Searched {
+    /// One line for stderr: how much was read, and when from.
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "searched {} record{} in {} partition{}",
+            self.records,
+            if self.records == 1 { "" } else { "s" },
+            self.partitions,
+            if self.partitions == 1 { "" } else { "s" }
+        );
+        if let Some(t) = self.request_time_ms {
+            out.push_str(&format!("; the request entered at {} (from its id)", rfc3339_ms(t)));
+        }
+        match self.window {
+            Some((since, until)) => out.push_str(&format!(
+                "; written {} to {}",
+                since.map_or("from the start".to_string(), rfc3339_ms),
+                until.map_or("now".to_string(), rfc3339_ms)
+            )),
+            None => out.push_str("; every retained record"),
+        }
+        out
+    }
+}
+
+/// A write-time window, ms since the epoch: from (`None`: the beginning) to (`None`: now).
+pub type Window = (Option<i64>, Option<i64>);
+
+/// Margin around a request's window for clocks that disagree between hosts.
+const CLOCK_SKEW_MS: i64 = 10_000;
+
+/// The write-time window to search (`None`: everything retained) and the request's time if
+/// its id carries one: `--since`/`--until` when given; else, for a gateway request id, from
+/// a little before it entered to its window after.
+fn search_window(plan: &PipelinePlan, options: &InspectOptions, now: i64) -> (Option<Window>, Option<i64>) {
+    let request_time = options
+        .request_id
+        .as_deref()
+        .map(|id| parse_gateway_key(id).map_or(id, |(_, _, raw)| raw))
+        .and_then(|raw| crate::request_id::time_of(raw, now));
+    if options.since_ms.is_some() || options.until_ms.is_some() {
+        return (Some((options.since_ms, options.until_ms)), request_time);
+    }
+    match request_time {
+        Some(t) if !options.scan => {
+            let after = options.request_window.as_millis() as i64 + windows_ms(plan);
+            (
+                Some((Some(t - CLOCK_SKEW_MS), Some(t + after + CLOCK_SKEW_MS))),
+                request_time,
+            )
+        }
+        _ => (None, request_time),
+    }
+}
+
+/// The plan's join, trigger and batch windows, added up: how long a request's records can
+/// wait in stores before the next are written.
+fn windows_ms(plan: &PipelinePlan) -> i64 {
+    plan.sub_topologies
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .map(|n| match &n.op {
+            Op::Join { window_ms, .. } | Op::TriggerGate { window_ms, .. } => *window_ms as i64,
+            Op::Batch { window_ms, .. } => window_ms.unwrap_or(0) as i64,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Reads what `selector` covers; records come in flow order (slot by slot, then by time).
+///
+/// With a request id that carries its time (the gateway's, `request_id`), only the records
+/// written around that time are read: each partition from the first offset at or after the
+/// time minus a margin (`offsets_for_times`) to the first at or after the end of the
+/// request's window. Records keep their request's timestamp at every hop (§4.2), and a
+/// record stamped after the window was written after every record of the request, so the
+/// range holds all of them. Other ids read every retained record, unless `--since`/`--until`
+/// bound it.
+pub fn inspect(config: &KafkaConfig, selector: &Selector, options: &InspectOptions) -> Result<Inspection, KafkaError> {
+    let plan = deployed_plan(config, selector, options)?;
     let names = TopicNames::new(&options.prefix, &options.namespace);
     let slots = slots(&plan, &names, selector).map_err(KafkaError::Deploy)?;
     let deadline = Instant::now() + options.timeout;
     let mut topics: Vec<String> = slots.iter().map(|s| s.topic.clone()).collect();
     topics.dedup();
-    let read = read_topics(config, &topics, options, deadline)?;
+    let (window, request_time_ms) = search_window(&plan, options, super::now_ms());
+    // A gateway key names its partition; every hop keeps it (§4.2).
+    let partition = options
+        .request_id
+        .as_deref()
+        .and_then(parse_gateway_key)
+        .map(|(p, _, _)| p);
+    let ranges = plan_ranges(config, &topics, options, window, partition)?;
+    let searched = Searched {
+        records: ranges.iter().map(|r| (r.to - r.from).max(0)).sum(),
+        partitions: ranges.len(),
+        window,
+        request_time_ms,
+    };
+    if window.is_none() && options.request_id.is_some() && request_time_ms.is_none() {
+        tracing::warn!(
+            records = searched.records,
+            "the request id carries no time: reading every retained record of the pipeline's topics ({} records); --since/--until narrow the search",
+            searched.records
+        );
+    }
+    let read = read_ranges(config, ranges, deadline)?;
     let mut shown = Vec::new();
     for slot in &slots {
         let mut records: Vec<&Raw> = read
@@ -244,11 +447,12 @@ pub fn inspect(config: &KafkaConfig, selector: &Selector, options: &InspectOptio
         if options.request_id.is_none() && records.len() > options.count {
             records.drain(..records.len() - options.count);
         }
+        let tensor = selector.tensor.as_deref().or(options.tensor.as_deref());
         for r in records {
-            shown.push(decode(slot, r, selector.tensor.as_deref()));
+            shown.push(decode(slot, r, tensor));
         }
     }
-    Ok(shown)
+    Ok(Inspection { shown, searched })
 }
 
 /// A record as read.
@@ -302,108 +506,206 @@ fn decode(slot: &Slot, r: &Raw, tensor: Option<&str>) -> Shown {
     }
 }
 
-/// Reads the topics' records with one consumer: from `since` or the beginning with a request
-/// id, else the last `count` of each partition; on to the end: the high watermarks on Apache
-/// Kafka, past them until polls find nothing on tansu (whose watermarks can lie low, see
-/// `restore::read_changelog`).
-fn read_topics(
+/// One partition's offsets to read: `from` up to (not including) `to`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Range {
+    topic: String,
+    partition: i32,
+    from: i64,
+    to: i64,
+}
+
+/// The offsets to read per partition of `topics`: the last `count` records each without a
+/// request id; with one, the offsets written within `window` (by `offsets_for_times`, one
+/// request for all partitions per bound), or everything retained. `partition` (a gateway
+/// key's) narrows each topic to that partition, clamped to its count as the hops clamp it.
+fn plan_ranges(
     config: &KafkaConfig,
     topics: &[String],
     options: &InspectOptions,
-    deadline: Instant,
-) -> Result<BTreeMap<String, Vec<Raw>>, KafkaError> {
+    window: Option<Window>,
+    partition: Option<i64>,
+) -> Result<Vec<Range>, KafkaError> {
     let consumer: BaseConsumer = config.reader().create()?;
     let unreachable = |e| KafkaError::unreachable(config, "reading the pipeline's topics", e);
     let metadata = consumer.fetch_metadata(None, config.timeout).map_err(unreachable)?;
-    let mut tpl = TopicPartitionList::new();
-    // Where each partition's records end (as far as the broker says), and where reading is.
-    let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    let mut position: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut ranges = Vec::new();
     for topic in topics {
-        let partitions = metadata
+        let count = metadata
             .topics()
             .iter()
             .find(|t| t.name() == topic)
             .map_or(0, |t| t.partitions().len() as i32);
-        for p in 0..partitions {
+        let only = partition.map(|p| p.clamp(0, i64::from(count.max(1) - 1)) as i32);
+        for p in (0..count).filter(|p| only.is_none_or(|o| o == *p)) {
             let (low, high) = consumer
                 .fetch_watermarks(topic, p, config.timeout)
                 .map_err(unreachable)?;
-            ends.insert((topic.clone(), p), high);
-            let from = if options.request_id.is_some() {
+            let from = if options.request_id.is_some() || window.is_some() {
                 low
             } else {
                 low.max(high - options.count as i64)
             };
-            position.insert((topic.clone(), p), from);
-            tpl.add_partition_offset(topic, p, Offset::Offset(from))?;
+            ranges.push(Range {
+                topic: topic.clone(),
+                partition: p,
+                from,
+                to: high,
+            });
         }
     }
-    if let Some(since) = options.since_ms {
-        let mut times = TopicPartitionList::new();
-        for (topic, p) in ends.keys() {
-            times.add_partition_offset(topic, *p, Offset::Offset(since))?;
+    if let Some((since, until)) = window {
+        // A broker that cannot answer by time is searched in full.
+        let wanted: Vec<(String, i32)> = ranges.iter().map(|r| (r.topic.clone(), r.partition)).collect();
+        let by_time = |at: i64| -> Option<BTreeMap<(String, i32), Option<i64>>> {
+            let mut times = TopicPartitionList::new();
+            for r in &wanted {
+                times.add_partition_offset(&r.0, r.1, Offset::Offset(at)).ok()?;
+            }
+            let found = consumer.offsets_for_times(times, config.timeout).ok()?;
+            Some(
+                found
+                    .elements()
+                    .iter()
+                    .map(|e| {
+                        let offset = match e.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None, // nothing written at or after `at`
+                        };
+                        ((e.topic().to_string(), e.partition()), offset)
+                    })
+                    .collect(),
+            )
+        };
+        if let Some(found) = since.and_then(by_time) {
+            for r in &mut ranges {
+                if let Some(at) = found.get(&(r.topic.clone(), r.partition)) {
+                    r.from = at.unwrap_or(r.to).clamp(r.from, r.to);
+                }
+            }
         }
-        // A broker that cannot answer by time is searched from the beginning.
-        if let Ok(found) = consumer.offsets_for_times(times, config.timeout) {
-            for e in found.elements() {
-                let offset = match e.offset() {
-                    Offset::Offset(o) => {
-                        position.insert((e.topic().to_string(), e.partition()), o);
-                        Offset::Offset(o)
-                    }
-                    // Nothing written since then: nothing to wait for.
-                    _ => {
-                        ends.insert((e.topic().to_string(), e.partition()), 0);
-                        Offset::End
-                    }
-                };
-                tpl.set_partition_offset(e.topic(), e.partition(), offset)?;
+        if let Some(found) = until.and_then(by_time) {
+            for r in &mut ranges {
+                if let Some(Some(at)) = found.get(&(r.topic.clone(), r.partition)) {
+                    r.to = (*at).clamp(r.from, r.to);
+                }
             }
         }
     }
+    ranges.retain(|r| r.to > r.from);
+    Ok(ranges)
+}
+
+/// Consumers reading in parallel at most: the reads are I/O and decoding bound, and each
+/// consumer is a connection and a few threads of librdkafka's.
+const READERS: usize = 4;
+
+/// Reads `ranges`, spread over up to [`READERS`] consumers on threads of their own, each to
+/// its ranges' ends: exactly there on Apache Kafka; on tansu (whose watermarks can lie low,
+/// see `restore::read_changelog_from`) on until polls find nothing.
+fn read_ranges(
+    config: &KafkaConfig,
+    ranges: Vec<Range>,
+    deadline: Instant,
+) -> Result<BTreeMap<String, Vec<Raw>>, KafkaError> {
+    let readers = ranges.len().min(READERS);
+    if readers == 0 {
+        return Ok(BTreeMap::new());
+    }
+    // Spread the work by size: the largest ranges first, each to the least loaded reader.
+    let mut ranges = ranges;
+    ranges.sort_by_key(|r| std::cmp::Reverse(r.to - r.from));
+    let mut shares: Vec<(i64, Vec<Range>)> = (0..readers).map(|_| (0, Vec::new())).collect();
+    for r in ranges {
+        let least = shares
+            .iter_mut()
+            .min_by_key(|(load, _)| *load)
+            .expect("at least one reader");
+        least.0 += r.to - r.from;
+        least.1.push(r);
+    }
+    let results: Vec<Result<Vec<(String, Raw)>, KafkaError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|(_, share)| scope.spawn(move || read_share(config, &share, deadline)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(KafkaError::Deploy("an inspect reader panicked".into())))
+            })
+            .collect()
+    });
     let mut out: BTreeMap<String, Vec<Raw>> = BTreeMap::new();
-    if ends.is_empty() {
-        return Ok(out);
+    for result in results {
+        for (topic, raw) in result? {
+            out.entry(topic).or_default().push(raw);
+        }
+    }
+    Ok(out)
+}
+
+/// One reader's ranges, with a consumer of its own.
+fn read_share(config: &KafkaConfig, share: &[Range], deadline: Instant) -> Result<Vec<(String, Raw)>, KafkaError> {
+    let consumer: BaseConsumer = config.reader().create()?;
+    let mut tpl = TopicPartitionList::new();
+    let mut position: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for r in share {
+        tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.from))?;
+        position.insert((r.topic.clone(), r.partition), r.from);
+        ends.insert((r.topic.clone(), r.partition), r.to);
     }
     consumer.assign(&tpl)?;
     let exact = config.flavor.exact_watermarks();
+    let mut out = Vec::new();
     let mut quiet_since = Instant::now();
     loop {
         if Instant::now() > deadline {
-            let read: usize = out.values().map(Vec::len).sum();
+            let topics: std::collections::BTreeSet<&str> = share.iter().map(|r| r.topic.as_str()).collect();
             return Err(KafkaError::Timeout(format!(
-                "reading {} ({read} records so far); raise --wait-ms or narrow the search with --since",
-                topics.join(", ")
+                "reading {} ({} records so far); raise --wait-ms or narrow the search with --since/--until",
+                topics.into_iter().collect::<Vec<_>>().join(", "),
+                out.len()
             )));
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 quiet_since = Instant::now();
-                position.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
-                let headers = super::text_headers(&m);
-                out.entry(m.topic().to_string()).or_default().push(Raw {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
-                    key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                    headers,
-                    value: m.payload().unwrap_or_default().to_vec(),
-                });
+                let tp = (m.topic().to_string(), m.partition());
+                position.insert(tp.clone(), m.offset() + 1);
+                // Past its range's end (exact on Apache Kafka): not part of the search.
+                if exact && ends.get(&tp).is_some_and(|end| m.offset() >= *end) {
+                    let mut done = TopicPartitionList::new();
+                    done.add_partition(&tp.0, tp.1);
+                    let _ = consumer.pause(&done);
+                    continue;
+                }
+                out.push((
+                    tp.0,
+                    Raw {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+                        key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                        headers: super::text_headers(&m),
+                        value: m.payload().unwrap_or_default().to_vec(),
+                    },
+                ));
             }
             Some(Err(e)) => return Err(e.into()),
-            None => {
-                let at_end = ends
-                    .iter()
-                    .all(|(tp, high)| position.get(tp).copied().unwrap_or(0) >= *high);
-                // Apache Kafka: at the high watermarks. tansu: there and quiet. Either: quiet
-                // for long (the last offsets hold no record for us: transaction markers, or a
-                // watermark past what is readable).
-                let quiet = quiet_since.elapsed();
-                if (at_end && (exact || quiet >= Duration::from_millis(300))) || quiet >= Duration::from_secs(2) {
-                    break;
-                }
-            }
+            None => {}
+        }
+        let at_end = ends
+            .iter()
+            .all(|(tp, end)| position.get(tp).copied().unwrap_or(0) >= *end);
+        // Apache Kafka: at the ends. tansu: there and quiet. Either: quiet for long (the last
+        // offsets hold no record for us: transaction markers, or a watermark past what is
+        // readable).
+        let quiet = quiet_since.elapsed();
+        if (at_end && (exact || quiet >= Duration::from_millis(300))) || quiet >= Duration::from_secs(2) {
+            break;
         }
     }
     Ok(out)
@@ -508,6 +810,20 @@ pub fn render_text(shown: &[Shown], options: &InspectOptions) -> String {
     out
 }
 
+/// `--follow`'s form of a record: one line naming its slot and key, then its tensors.
+pub fn render_follow(shown: &Shown, options: &InspectOptions) -> String {
+    let text = render_text(std::slice::from_ref(shown), options);
+    let mut lines = text.lines();
+    let _heading = lines.next();
+    let first = lines.next().unwrap_or_default().trim_start();
+    let mut out = format!("{} | {first}\n", shown.slot);
+    for line in lines {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// `2026-11-28T15:50:01.123Z` (UTC) from ms since the epoch.
 fn rfc3339_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -587,6 +903,111 @@ mod tests {
         ));
         assert!(!matches_request("3.join.req-10", &[], "req-1"));
         assert!(!matches_request("req-2", &[], "req-1"));
+    }
+
+    fn options(request_id: Option<&str>) -> InspectOptions {
+        InspectOptions {
+            prefix: "seldon".into(),
+            namespace: "default".into(),
+            count: 10,
+            request_id: request_id.map(str::to_string),
+            since_ms: None,
+            until_ms: None,
+            request_window: Duration::from_secs(30),
+            scan: false,
+            tensor: None,
+            full: false,
+            headers: false,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// A pipeline joining two steps' outputs in a 5 s window.
+    fn joining_plan() -> PipelinePlan {
+        let mut sources = flowc_compiler::SourceMap::new();
+        sources.add(
+            "j.yaml",
+            r#"
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata: {name: a}
+spec: {storageUri: "flowc://add10"}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata: {name: b}
+spec: {storageUri: "flowc://mul10"}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata: {name: c}
+spec: {storageUri: "flowc://add10"}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: j}
+spec:
+  steps:
+    - name: a
+    - name: b
+    - name: c
+      inputs: [a, b]
+      joinWindowMs: 5000
+  output: {steps: [c]}
+"#
+            .to_string(),
+        );
+        let compiled = flowc_compiler::compile(&sources, &flowc_compiler::CompileOptions::default());
+        compiled.plan.expect("compiles").pipelines.remove(0)
+    }
+
+    #[test]
+    fn a_gateway_request_is_searched_around_its_time() {
+        let plan = joining_plan();
+        let now = 1_796_000_000_000;
+        let at = now - 3_600_000;
+        let id = crate::request_id::new(at, 7, 1);
+        let joins = windows_ms(&plan);
+        assert!(joins >= 5_000, "the join window counts: {joins}");
+        let expected = Some((Some(at - CLOCK_SKEW_MS), Some(at + 30_000 + joins + CLOCK_SKEW_MS)));
+        // By raw id, by key, and by key of another partition: the same window.
+        for given in [id.clone(), format!("3.j.{id}")] {
+            assert_eq!(
+                search_window(&plan, &options(Some(&given)), now),
+                (expected, Some(at)),
+                "{given}"
+            );
+        }
+        // --since/--until win; --scan reads everything; an id without time too.
+        let mut bounded = options(Some(&id));
+        bounded.since_ms = Some(now - 60_000);
+        assert_eq!(
+            search_window(&plan, &bounded, now),
+            (Some((Some(now - 60_000), None)), Some(at))
+        );
+        let mut scan = options(Some(&id));
+        scan.scan = true;
+        assert_eq!(search_window(&plan, &scan, now), (None, Some(at)));
+        assert_eq!(search_window(&plan, &options(Some("order-17")), now), (None, None));
+        assert_eq!(search_window(&plan, &options(None), now), (None, None));
+    }
+
+    #[test]
+    fn searches_describe_what_they_read() {
+        let searched = Searched {
+            records: 1,
+            partitions: 4,
+            window: Some((Some(0), None)),
+            request_time_ms: Some(1_000),
+        };
+        assert_eq!(
+            searched.describe(),
+            "searched 1 record in 4 partitions; the request entered at 1970-01-01T00:00:01.000Z (from its id); written 1970-01-01T00:00:00.000Z to now"
+        );
+        assert_eq!(
+            Searched::default().describe(),
+            "searched 0 records in 0 partitions; every retained record"
+        );
     }
 
     #[test]

@@ -71,8 +71,27 @@ impl Operator for Sink {
             Some(p) => step_headers(&envelope.headers, p),
             None => envelope.headers,
         };
-        // Each hop is a span of the request's trace (§4.3).
-        crate::trace::next_hop(&mut headers);
+        // Each hop is a span of the request's trace (§4.3): from when its task began on the
+        // record it read to this write.
+        if let Some((parent, hop)) = crate::trace::next_hop(&mut headers) {
+            if crate::otlp::enabled() {
+                crate::otlp::record(crate::otlp::Span {
+                    name: crate::trace::hop_name(&self.topic),
+                    kind: crate::otlp::Kind::Producer,
+                    ids: hop,
+                    parent: Some(parent.span_id),
+                    remote_parent: true,
+                    start: crate::trace::system_time(ctx.now_ms),
+                    end: std::time::SystemTime::now(),
+                    attributes: vec![
+                        ("messaging.system", "kafka".to_string()),
+                        ("messaging.destination.name", self.topic.clone()),
+                        ("messaging.kafka.message.key", envelope.key.clone()),
+                    ],
+                    error: None,
+                });
+            }
+        }
         let record = Record {
             partition: output_partition(&envelope.key, envelope.partition, self.partitions),
             key: envelope.key,
@@ -143,8 +162,31 @@ impl Operator for ModelCall {
             traced.push((header::DEADLINE.to_string(), deadline.to_string()));
         }
         let started = std::time::Instant::now();
+        let began = std::time::SystemTime::now();
         let answer = self.backend.call_with_headers(&self.model, request, &traced);
         self.seconds.observe(started.elapsed().as_secs_f64());
+        if crate::otlp::enabled() {
+            let parent = envelope
+                .header(header::TRACEPARENT)
+                .and_then(crate::trace::TraceParent::parse);
+            let call = traced
+                .iter()
+                .find(|(k, _)| k == header::TRACEPARENT)
+                .and_then(|(_, v)| crate::trace::TraceParent::parse(v));
+            if let (Some(parent), Some(call)) = (parent, call) {
+                crate::otlp::record(crate::otlp::Span {
+                    name: format!("call {}", self.model),
+                    kind: crate::otlp::Kind::Client,
+                    ids: call,
+                    parent: Some(parent.span_id),
+                    remote_parent: true,
+                    start: began,
+                    end: std::time::SystemTime::now(),
+                    attributes: vec![("flowc.model", self.model.clone())],
+                    error: answer.as_ref().err().map(|e| format!("{e:?}")),
+                });
+            }
+        }
         match &answer {
             Err(crate::operator::ModelCallError::Failed(_)) => self.failed.inc(),
             Err(crate::operator::ModelCallError::Unavailable(_)) => self.unavailable.inc(),
