@@ -221,6 +221,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status(args) => kafka_cmd::status(args),
         Command::Worker(args) => {
             let _spans = flowc_runtime::otlp::init("flowc-worker");
+            flowc_runtime::metrics::metrics().set_process("worker");
             kafka_cmd::worker(args)
         }
         Command::Send(args) => kafka_cmd::send(args),
@@ -229,10 +230,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::ModelServer(args) => model_server_cmd::run(args),
         Command::Gateway(args) => {
             let _spans = flowc_runtime::otlp::init("flowc-gateway");
+            flowc_runtime::metrics::metrics().set_process("gateway");
             gateway_cmd::run(args)
         }
         Command::Up(args) => {
             let _spans = flowc_runtime::otlp::init("flowc");
+            flowc_runtime::metrics::metrics().set_process("up");
             up_cmd::run(args)
         }
         Command::DevBroker(args) => dev_broker(args),

@@ -13,6 +13,10 @@
 //! | `flowc_gateway_requests_total`, `flowc_gateway_outcomes_total`, `flowc_gateway_in_flight` | (outcome) |
 //! | `flowc_broker_connected` (gauge: 1 while a broker answers) | |
 //! | `flowc_pipeline_ready` (gauge, the gateway's readiness of each pipeline) | pipeline |
+//! | `flowc_build_info` (gauge, 1) | version, librdkafka, process (`worker`, `gateway`, `up`, …) |
+//!
+//! The reference model server has a registry of its own (`flowc_model_requests_total` and
+//! `flowc_build_info` with `process="model-server"`); it talks to no broker.
 //!
 //! `step` is the sub-topology (`tfsimple1`, `_output`, `_model-tfsimple1`, …); a model call
 //! shared by pipelines counts under the pipeline whose plan runs it.
@@ -57,6 +61,8 @@ pub struct Metrics {
     pub broker_connected: IntGauge,
     /// Per pipeline, as the gateway's readiness judges it: 1 ready, 0 not (§10).
     pub pipeline_ready: IntGaugeVec,
+    /// 1, labelled with the version, librdkafka's version and which process this is.
+    build_info: IntGaugeVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -182,6 +188,7 @@ impl Metrics {
                 "1 when the gateway finds a pipeline ready (members, runners, models, lag), 0 when not.",
                 &["pipeline"],
             ),
+            build_info: build_info(&r),
             registry: r,
         }
     }
@@ -199,12 +206,58 @@ impl Metrics {
         }
     }
 
+    /// Names this process in `flowc_build_info` (`worker`, `gateway`, `up`); call once from
+    /// `main`.
+    pub fn set_process(&self, process: &str) {
+        set_build_info(&self.build_info, process);
+    }
+
+    /// The names of every metric this registry declares (series with no sample yet included).
+    pub fn names() -> &'static [&'static str] {
+        &[
+            "flowc_records_in_total",
+            "flowc_records_out_total",
+            "flowc_error_records_total",
+            "flowc_records_skipped_total",
+            "flowc_record_processing_seconds",
+            "flowc_restore_seconds",
+            "flowc_store_entries",
+            "flowc_consumer_lag",
+            "flowc_model_call_seconds",
+            "flowc_model_call_failures_total",
+            "flowc_gateway_request_seconds",
+            "flowc_gateway_requests_total",
+            "flowc_gateway_outcomes_total",
+            "flowc_gateway_in_flight",
+            "flowc_broker_connected",
+            "flowc_pipeline_ready",
+            "flowc_build_info",
+        ]
+    }
+
     /// The Prometheus text exposition of everything.
     pub fn render(&self) -> String {
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_else(|e| format!("# metrics could not be encoded: {e}\n"))
     }
+}
+
+/// `flowc_build_info`, registered in `r` with no series yet ([`set_build_info`] adds it).
+pub fn build_info(r: &Registry) -> IntGaugeVec {
+    gauge(
+        r,
+        "flowc_build_info",
+        "1; the labels say which flowc (version), librdkafka and process this is.",
+        &["version", "librdkafka", "process"],
+    )
+}
+
+/// Sets `flowc_build_info` for `process` to 1.
+pub fn set_build_info(info: &IntGaugeVec, process: &str) {
+    let librdkafka = rdkafka::util::get_rdkafka_version().1;
+    info.with_label_values(&[env!("CARGO_PKG_VERSION"), librdkafka.as_str(), process])
+        .set(1);
 }
 
 /// A step's records in, out and errors, and its processing time.
@@ -239,4 +292,94 @@ pub async fn serve(
         }),
     );
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric the registry declares, each given one series, gathered by name.
+    fn registered() -> std::collections::BTreeSet<String> {
+        let m = Metrics::register();
+        let step = ["p", "s"];
+        m.records_in.with_label_values(&step).inc();
+        m.records_out.with_label_values(&step).inc();
+        m.error_records.with_label_values(&step).inc();
+        m.records_skipped.with_label_values(&["p", "s", "r"]).inc();
+        m.processing_seconds.with_label_values(&step).observe(0.1);
+        m.restore_seconds.with_label_values(&step).observe(0.1);
+        m.store_entries.with_label_values(&["p", "s", "st", "0"]).set(1);
+        m.consumer_lag.with_label_values(&["g", "t", "0"]).set(1);
+        m.model_call_seconds.with_label_values(&["m"]).observe(0.1);
+        m.model_call_failures.with_label_values(&["m", "failed"]).inc();
+        m.gateway_request_seconds.with_label_values(&["t", "200"]).observe(0.1);
+        m.gateway_outcomes.with_label_values(&["answered"]).inc();
+        m.pipeline_ready.with_label_values(&["p"]).set(1);
+        m.set_process("test");
+        m.registry.gather().iter().map(|f| f.name().to_string()).collect()
+    }
+
+    #[test]
+    fn the_list_of_names_is_every_registered_metric() {
+        let names: std::collections::BTreeSet<String> = Metrics::names().iter().map(|n| n.to_string()).collect();
+        assert_eq!(registered(), names);
+    }
+
+    #[test]
+    fn build_info_names_the_process() {
+        let m = Metrics::register();
+        m.set_process("worker");
+        let text = TextEncoder::new().encode_to_string(&m.registry.gather()).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("flowc_build_info{"))
+            .expect("build info");
+        assert!(line.contains("process=\"worker\""), "{line}");
+        assert!(
+            line.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+            "{line}"
+        );
+        assert!(line.ends_with(" 1"), "{line}");
+    }
+
+    /// deploy/grafana/flowc.json charts only metrics that exist (the model server's own one
+    /// included), and every metric flowc exports has a panel.
+    #[test]
+    fn the_grafana_dashboard_charts_the_metrics_that_exist() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/flowc.json");
+        let text = std::fs::read_to_string(path).expect("the dashboard");
+        let dashboard: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let mut exprs = Vec::new();
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                exprs.push(target["expr"].as_str().expect("a PromQL expression").to_string());
+            }
+        }
+        let mut used = std::collections::BTreeSet::new();
+        for expr in &exprs {
+            let mut rest = expr.as_str();
+            while let Some(at) = rest.find("flowc_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                let base = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(&name)
+                    .to_string();
+                used.insert(base);
+            }
+        }
+        let mut exported: std::collections::BTreeSet<String> = Metrics::names().iter().map(|n| n.to_string()).collect();
+        exported.insert("flowc_model_requests_total".into());
+        let unknown: Vec<&String> = used.difference(&exported).collect();
+        assert!(
+            unknown.is_empty(),
+            "the dashboard charts metrics that do not exist: {unknown:?}"
+        );
+        let unused: Vec<&String> = exported.difference(&used).collect();
+        assert!(unused.is_empty(), "metrics without a panel: {unused:?}");
+    }
 }

@@ -10,7 +10,7 @@
 //! ([`ReferenceServer::metrics_text`]), served as text on `GET /metrics` on the gRPC listener
 //! (which also takes HTTP/1.1 for that): `flowc_model_requests_total{model, outcome="ok|error"}`
 //! (every `ModelInfer`, gRPC or REST, of a served model: what a test asserts to know how often a
-//! model was really called) and `flowc_build_info{version}`. Calls naming a model that is not
+//! model was really called) and `flowc_build_info{version, librdkafka, process="model-server"}`. Calls naming a model that is not
 //! served are not counted (their name is the caller's, not a series of ours).
 
 use std::collections::BTreeMap;
@@ -19,7 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use flowc_compiler::plan::Plan;
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{IntCounterVec, Opts, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
@@ -78,13 +78,8 @@ impl ServerMetrics {
         )
         .expect("a valid metric");
         registry.register(Box::new(requests.clone())).expect("registered once");
-        let build = IntGaugeVec::new(
-            Opts::new("flowc_build_info", "The flowc build serving the models (always 1)."),
-            &["version"],
-        )
-        .expect("a valid metric");
-        registry.register(Box::new(build.clone())).expect("registered once");
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let build = crate::metrics::build_info(&registry);
+        crate::metrics::set_build_info(&build, "model-server");
         ServerMetrics { registry, requests }
     }
 }
@@ -435,7 +430,11 @@ mod tests {
         for line in [
             "flowc_model_requests_total{model=\"tfsimple1\",outcome=\"ok\"} 0",
             "flowc_model_requests_total{model=\"tfsimple2\",outcome=\"error\"} 0",
-            &format!("flowc_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+            &format!(
+                "flowc_build_info{{librdkafka=\"{}\",process=\"model-server\",version=\"{}\"}} 1",
+                rdkafka::util::get_rdkafka_version().1,
+                env!("CARGO_PKG_VERSION")
+            ),
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
