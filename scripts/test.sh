@@ -32,6 +32,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the Grafana dashboard against Grafana's dashboard schema (grafana-foundation-sdk)"
+./scripts/check-dashboard.sh
+
 step "Apache Kafka (the broker every broker test runs on) and tansu (the smoke set)"
 export FLOWC_KAFKA_HOME; FLOWC_KAFKA_HOME="$(./scripts/install-kafka.sh | tail -n 1)"
 export FLOWC_TANSU; FLOWC_TANSU="$(./scripts/install-broker.sh | tail -n 1)"

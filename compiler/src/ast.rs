@@ -65,36 +65,7 @@ pub struct RawRef {
     pub node: Node,
 }
 
-/// How records from several sources are combined.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JoinType {
-    #[default]
-    Inner,
-    Outer,
-    Any,
-}
-
-impl JoinType {
-    pub const NAMES: &'static [&'static str] = &["inner", "outer", "any"];
-
-    pub fn parse(s: &str) -> Option<JoinType> {
-        match s {
-            "inner" => Some(JoinType::Inner),
-            "outer" => Some(JoinType::Outer),
-            "any" => Some(JoinType::Any),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JoinType::Inner => "inner",
-            JoinType::Outer => "outer",
-            JoinType::Any => "any",
-        }
-    }
-}
+pub use flowc_plan::JoinType;
 
 /// The engine's join window when a resource says 0 or nothing (Seldon's default).
 pub const DEFAULT_JOIN_WINDOW_MS: u64 = 60_000;

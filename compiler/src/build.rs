@@ -69,44 +69,7 @@ pub fn build_plan(res: &Resources<Resolved>, options: &CompileOptions, diags: &m
     }
 }
 
-/// Topic names of one namespace (§4.1).
-#[derive(Clone, Debug)]
-pub struct TopicNames {
-    base: String,
-}
-
-impl TopicNames {
-    pub fn new(prefix: &str, namespace: &str) -> Self {
-        TopicNames {
-            base: format!("{prefix}.{namespace}"),
-        }
-    }
-
-    pub fn model(&self, model: &str, side: Side) -> String {
-        format!("{}.model.{model}.{side}", self.base)
-    }
-
-    pub fn pipeline(&self, pipeline: &str, side: Side) -> String {
-        format!("{}.pipeline.{pipeline}.{side}", self.base)
-    }
-
-    pub fn errors(&self) -> String {
-        format!("{}.errors.errors", self.base)
-    }
-
-    /// flowc's internal topics of a pipeline: `<prefix>.<ns>.pipeline.<p>.<part>.<what>`.
-    pub fn internal(&self, pipeline: &str, part: &str, what: &str) -> String {
-        format!("{}.pipeline.{pipeline}.{part}.{what}", self.base)
-    }
-
-    pub fn consumer_group(&self, pipeline: &str, part: &str) -> String {
-        format!("{}.pipeline.{pipeline}.{part}", self.base)
-    }
-
-    pub fn model_group(&self, model: &str) -> String {
-        format!("{}.model.{model}.gateway", self.base)
-    }
-}
+pub use flowc_plan::TopicNames;
 
 fn model_plan(m: &Model, prefix: &str) -> ModelPlan {
     let names = TopicNames::new(prefix, &m.namespace);
@@ -115,7 +78,7 @@ fn model_plan(m: &Model, prefix: &str) -> ModelPlan {
         (None, Some(p)) => Some(format!("/v2/pipelines/{}/infer", p.value)),
         (None, None) => None,
     };
-    ModelPlan {
+    let mut plan = ModelPlan {
         name: m.name.value.clone(),
         namespace: m.namespace.clone(),
         storage_uri: m.storage_uri.clone(),
@@ -137,7 +100,10 @@ fn model_plan(m: &Model, prefix: &str) -> ModelPlan {
         clean_topics_on_delete: m.clean_topics_on_delete,
         input_topic: names.model(&m.name.value, Side::Inputs),
         output_topic: names.model(&m.name.value, Side::Outputs),
-    }
+        call: None,
+    };
+    plan.call = Some(Box::new(model_call_plan(prefix, &plan)));
+    plan
 }
 
 /// A topic a sub-topology reads, with everything referenced on it.

@@ -203,21 +203,7 @@ impl Diagnostics {
     }
 }
 
-/// The closest candidate to `name`, if any is close enough to be a plausible typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let mut best: Option<(f64, &str)> = None;
-    for candidate in candidates {
-        if candidate == name {
-            continue;
-        }
-        let score = strsim::jaro_winkler(name, candidate);
-        let close = score >= 0.8 || strsim::levenshtein(name, candidate) <= 2.min(name.len() / 2);
-        if close && best.is_none_or(|(s, _)| score > s) {
-            best = Some((score, candidate));
-        }
-    }
-    best.map(|(_, c)| c)
-}
+pub use flowc_plan::did_you_mean;
 
 /// A help line: "did you mean `x`?" when one is close, and the full list of what is valid.
 pub fn suggest(name: &str, candidates: &[&str], what: &str) -> Option<String> {

@@ -13,7 +13,7 @@ pub mod build;
 pub mod diagnostic;
 pub mod graph;
 pub mod lower;
-pub mod plan;
+pub use flowc_plan as plan;
 pub mod render;
 pub mod resolve;
 pub mod source;

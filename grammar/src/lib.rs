@@ -67,31 +67,8 @@ impl<T> Spanned<T> {
     }
 }
 
-/// Which side of a step (or pipeline) a reference reads: its request or its response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    /// The request (`inputs`).
-    Inputs,
-    /// The response (`outputs`).
-    Outputs,
-}
-
-impl Side {
-    /// `"inputs"` or `"outputs"`, as written in references and topic names.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Inputs => "inputs",
-            Side::Outputs => "outputs",
-        }
-    }
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Which side of a step (or pipeline) a reference reads (the plan's vocabulary).
+pub use flowc_plan::Side;
 
 /// An `inputs[]`, `triggers[]` or `output.steps[]` entry: `name`, `name.side` or
 /// `name.side.tensor` (§2.1).

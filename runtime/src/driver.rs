@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flowc_compiler::plan::{Plan, Role};
+use flowc_plan::{Plan, Role};
 use prost::Message;
 
 use crate::operator::{BuildEnv, ModelBackend};

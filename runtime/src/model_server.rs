@@ -18,7 +18,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use flowc_compiler::plan::Plan;
+use flowc_plan::Plan;
 use prometheus::{IntCounterVec, Opts, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use flowc_compiler::plan::{Node, Op, Port};
+use flowc_plan::{Node, Op, Port};
 
 use crate::envelope::Envelope;
 use crate::ops;

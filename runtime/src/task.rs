@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use flowc_compiler::plan::{Op, PipelinePlan, Port, SubTopology, TopicRole};
+use flowc_plan::{Op, PipelinePlan, Port, SubTopology, TopicRole};
 
 use crate::envelope::Envelope;
 use crate::operator::{build_operator, BuildEnv, BuildError, Ctx, OpError, Operator, Out};

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use flowc_compiler::ast::Side;
-use flowc_compiler::build::TopicNames;
+use flowc_plan::Side;
+use flowc_plan::TopicNames;
 use prost::Message as _;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -457,7 +457,7 @@ impl Gateway {
             what,
             name: target.name().to_string(),
             namespace: self.options.namespace.clone(),
-            hint: flowc_compiler::diagnostic::did_you_mean(target.name(), names).map(str::to_string),
+            hint: flowc_plan::did_you_mean(target.name(), names).map(str::to_string),
         }
     }
 

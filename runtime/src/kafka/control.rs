@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use flowc_compiler::plan::{ModelPlan, PipelinePlan, ServerPlan};
+use flowc_plan::{ModelPlan, PipelinePlan, ServerPlan};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -103,7 +103,7 @@ fn first_version() -> u64 {
 /// What a sub-topology does, as text to compare across deployments: its JSON without its
 /// position in the plan (a step added before it, or a model's call deployed by a pipeline
 /// rather than by the Model alone, does not change what it does).
-pub fn sub_spec(sub: &flowc_compiler::plan::SubTopology) -> String {
+pub fn sub_spec(sub: &flowc_plan::SubTopology) -> String {
     let mut sub = sub.clone();
     sub.id = 0;
     serde_json::to_string(&sub).unwrap_or_default()

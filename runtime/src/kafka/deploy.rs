@@ -7,8 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use flowc_compiler::build::model_call_plan;
-use flowc_compiler::plan::{ModelPlan, PipelinePlan, Plan, ServerPlan, SubTopology};
+use flowc_plan::{ModelPlan, PipelinePlan, Plan, ServerPlan, SubTopology};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -465,8 +464,8 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
     }
     for m in &plan.models {
         // A model is callable through its topics on its own (§7), so its call plan's topics.
-        for t in model_call_plan(&options.prefix, m).topics {
-            wanted.insert(t.name, t.compacted);
+        for t in m.call.iter().flat_map(|c| &c.topics) {
+            wanted.insert(t.name.clone(), t.compacted);
         }
     }
     let mut partitions_of: BTreeMap<String, i32> = BTreeMap::new();
@@ -633,7 +632,7 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
 }
 
 /// What `apply` says of joined topics whose partition counts differ (rule 11).
-fn copartition_problem(e: &flowc_compiler::plan::CopartitionError) -> String {
+fn copartition_problem(e: &flowc_plan::CopartitionError) -> String {
     let counts: Vec<String> = e.topics.iter().map(|(t, n)| format!("{t} has {n}")).collect();
     format!(
         "pipeline {} joins topics with different partition counts, so its joins could never match keys: {} (recreate them with one count, or change the pipeline)",
@@ -903,7 +902,7 @@ pub fn render_list(deployments: &Deployments) -> String {
                     .plan
                     .sub_topologies
                     .iter()
-                    .filter(|s| matches!(s.role, flowc_compiler::plan::Role::Step { .. }))
+                    .filter(|s| matches!(s.role, flowc_plan::Role::Step { .. }))
                     .count();
                 let _ = writeln!(
                     out,

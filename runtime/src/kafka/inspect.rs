@@ -11,9 +11,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use flowc_compiler::ast::Side;
-use flowc_compiler::build::TopicNames;
-use flowc_compiler::plan::{Op, PipelinePlan, Role};
+use flowc_plan::Side;
+use flowc_plan::TopicNames;
+use flowc_plan::{Op, PipelinePlan, Role};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
@@ -184,7 +184,7 @@ fn slots(plan: &PipelinePlan, names: &TopicNames, selector: &Selector) -> Result
         (None, Some(side)) => vec![pipeline_slot(side)],
         (Some(s), side) => {
             if !steps.contains(&s.as_str()) {
-                let hint = flowc_compiler::diagnostic::did_you_mean(s, steps.iter().copied())
+                let hint = flowc_plan::did_you_mean(s, steps.iter().copied())
                     .map(|h| format!(" (did you mean {h}?)"))
                     .unwrap_or_default();
                 return Err(format!(
@@ -226,7 +226,7 @@ fn deployed_plan(
             .filter(|d| d.plan.namespace == options.namespace)
             .map(|d| d.plan.name.as_str())
             .collect();
-        let hint = flowc_compiler::diagnostic::did_you_mean(&selector.pipeline, names.iter().copied())
+        let hint = flowc_plan::did_you_mean(&selector.pipeline, names.iter().copied())
             .map(|h| format!(" (did you mean {h}?)"))
             .unwrap_or_default();
         KafkaError::Deploy(format!(

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use flowc_compiler::plan::{ModelPlan, ServerPlan};
+use flowc_plan::{ModelPlan, ServerPlan};
 
 use crate::model_client::GrpcModels;
 use crate::model_rest::RestModels;
@@ -220,6 +220,7 @@ mod tests {
             clean_topics_on_delete: false,
             input_topic: String::new(),
             output_topic: String::new(),
+            call: None,
         }
     }
 

@@ -17,8 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use flowc_compiler::build::model_call_plan;
-use flowc_compiler::plan::{PipelinePlan, Role};
+use flowc_plan::{PipelinePlan, Role};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message, OwnedHeaders};
@@ -270,8 +269,13 @@ fn reconcile(
     }
     // A deployed Model no pipeline uses still answers calls through its topics (§7).
     for m in control.models() {
-        let plan = model_call_plan(&options.prefix, m);
-        let sub = &plan.sub_topologies[0];
+        let Some(plan) = m.call.as_deref().cloned() else {
+            tracing::warn!(model = %m.name, "this model was deployed by an older flowc without its call plan: apply it again to call it through its topics");
+            continue;
+        };
+        let Some(sub) = plan.sub_topologies.first() else {
+            continue;
+        };
         if wanted.contains_key(&sub.consumer_group) {
             continue;
         }
@@ -375,7 +379,7 @@ fn reconcile(
 /// What a runner runs, to compare across deployment-log changes: the sub-topology
 /// (`control::sub_spec`: deleting the last pipeline that uses a model does not restart its
 /// call) and its processing guarantee.
-fn runner_spec(sub: &flowc_compiler::plan::SubTopology, exactly_once: bool) -> String {
+fn runner_spec(sub: &flowc_plan::SubTopology, exactly_once: bool) -> String {
     let spec = super::control::sub_spec(sub);
     if exactly_once {
         format!("{spec} exactly-once")
@@ -652,7 +656,7 @@ impl SubRunner {
             .nodes
             .iter()
             .filter_map(|n| match &n.op {
-                flowc_compiler::plan::Op::Sink { topic, .. } => Some(topic.as_str()),
+                flowc_plan::Op::Sink { topic, .. } => Some(topic.as_str()),
                 _ => None,
             })
             .collect();
@@ -712,7 +716,7 @@ impl SubRunner {
         let mut source_filters: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut unfiltered: BTreeSet<String> = BTreeSet::new();
         for n in &deployment.plan.sub_topologies[sub].nodes {
-            if let flowc_compiler::plan::Op::Source { topic, pipeline, .. } = &n.op {
+            if let flowc_plan::Op::Source { topic, pipeline, .. } = &n.op {
                 match pipeline {
                     Some(p) => source_filters.entry(topic.clone()).or_default().push(p.clone()),
                     None => {
@@ -1552,7 +1556,7 @@ impl SubRunner {
     /// The error record for `record` on this namespace's errors topic (§4.3, §6).
     fn error_for(&self, record: &Record, source: &str, text: &str) -> (String, Record) {
         let plan = &self.deployment.plan;
-        let errors = flowc_compiler::build::TopicNames::new(&self.deployment.prefix, &plan.namespace).errors();
+        let errors = flowc_plan::TopicNames::new(&self.deployment.prefix, &plan.namespace).errors();
         let count = self.partitions.get(&errors).copied().unwrap_or(1);
         let error = crate::record::error_record(record, source, text, count);
         (errors, error)

@@ -8,7 +8,7 @@
 //! requests are dropped, just enough to fall below `size`, so every later request emits the
 //! most recent `size` rows (Seldon accepts the field and ignores it).
 
-use flowc_compiler::plan::Port;
+use flowc_plan::Port;
 use prost::Message;
 
 use super::state::BatchState;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flowc_compiler::plan::{Payload as PlanPayload, Port};
+use flowc_plan::{Payload as PlanPayload, Port};
 use prost::Message;
 
 use crate::envelope::{Envelope, Payload};

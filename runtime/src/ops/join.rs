@@ -10,8 +10,8 @@
 //! and `parameters` of the lowest port, and that port's headers. A later record of a port
 //! replaces the earlier one of the same key.
 
-use flowc_compiler::ast::JoinType;
-use flowc_compiler::plan::Port;
+use flowc_plan::JoinType;
+use flowc_plan::Port;
 use prost::Message;
 
 use super::state::{JoinPart, JoinState};

@@ -1,7 +1,7 @@
 //! Tensor selection, tensorMap renames and conversion by topic suffix (§5.1), without decoding
 //! tensor data: only names are looked at, so raw and typed messages stay as they came.
 
-use flowc_compiler::plan::{Payload as PlanPayload, Port, Rename, Selection};
+use flowc_plan::{Payload as PlanPayload, Port, Rename, Selection};
 
 use crate::envelope::{Envelope, Payload};
 use crate::operator::{Ctx, OpError, Operator};

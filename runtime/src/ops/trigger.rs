@@ -1,7 +1,7 @@
 //! Triggers (§5.4) and cycle revisit guards (§5.6).
 
-use flowc_compiler::ast::JoinType;
-use flowc_compiler::plan::{Port, Selection};
+use flowc_plan::JoinType;
+use flowc_plan::{Port, Selection};
 use prost::Message;
 
 use super::join::restore;

@@ -8,9 +8,73 @@
 //!
 //! Names of flowc's own parts use a leading `_` (`_input`, `_output`, `_errors`, `_model-m`):
 //! `_` is not allowed in step names, so these can never collide with a step.
+//!
+//! This crate is the contract between the compiler, which writes plans, and everything that
+//! runs or shows them (workers, gateways, `inspect`, deploy): it holds the plan's types, the
+//! topic names derived from a prefix and namespace ([`TopicNames`]) and the vocabulary both
+//! sides share ([`Side`], [`JoinType`]). It has no parser and does no I/O.
 
-use crate::ast::{JoinType, Side};
+/// Which side of a step (or pipeline) a reference reads: its request or its response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The request (`inputs`).
+    Inputs,
+    /// The response (`outputs`).
+    Outputs,
+}
+
+impl Side {
+    /// `"inputs"` or `"outputs"`, as written in references and topic names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Inputs => "inputs",
+            Side::Outputs => "outputs",
+        }
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How records from several sources are combined.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinType {
+    #[default]
+    Inner,
+    Outer,
+    Any,
+}
+
+impl JoinType {
+    pub const NAMES: &'static [&'static str] = &["inner", "outer", "any"];
+
+    pub fn parse(s: &str) -> Option<JoinType> {
+        match s {
+            "inner" => Some(JoinType::Inner),
+            "outer" => Some(JoinType::Outer),
+            "any" => Some(JoinType::Any),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinType::Inner => "inner",
+            JoinType::Outer => "outer",
+            JoinType::Any => "any",
+        }
+    }
+}
+
 use serde::{Deserialize, Serialize};
+
+mod names;
+pub use names::{did_you_mean, TopicNames};
 
 /// Version of the plan's data format; bumped on incompatible changes.
 pub const PLAN_FORMAT: u32 = 1;
@@ -324,6 +388,12 @@ pub struct ModelPlan {
     pub clean_topics_on_delete: bool,
     pub input_topic: String,
     pub output_topic: String,
+    /// The sub-topology that runs this model's calls through its topics on its own (§7), in
+    /// the consumer group the pipelines' calls of this model share: compiled with the rest,
+    /// so nothing after the compiler builds plans. `None` only in a model deployed by a flowc
+    /// from before this field (apply it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<Box<PipelinePlan>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -394,10 +464,10 @@ impl std::fmt::Display for CopartitionError {
         let list: Vec<String> = self.topics.iter().map(|(t, n)| format!("{t} ({n})")).collect();
         write!(
             f,
-            "error[{}]: pipeline `{}` joins topics with different partition counts: {}; \
+            // E117: the compiler's `Code::PartitionMismatch` (compiler/tests/copartition.rs checks).
+            "error[E117]: pipeline `{}` joins topics with different partition counts: {}; \
              records with the same key would land on different partitions and never meet. \
              Give them the same number of partitions (or delete the internal ones so they are recreated)",
-            crate::diagnostic::Code::PartitionMismatch,
             self.pipeline,
             list.join(", ")
         )
@@ -425,54 +495,5 @@ impl PipelinePlan {
             }
         }
         errors
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::{compile_str, CompileOptions};
-
-    const JOIN: &str = r#"
-apiVersion: mlops.seldon.io/v1alpha1
-kind: Pipeline
-metadata: {name: p}
-spec:
-  steps:
-    - name: a
-    - name: b
-    - name: c
-      inputs: [a, b]
-  output: {steps: [c]}
-"#;
-
-    #[test]
-    fn copartitioning_is_checked_against_existing_topics() {
-        let (_, c) = compile_str("p.yaml", JOIN, &CompileOptions::default());
-        let plan = c.plan.expect("compiles");
-        let p = &plan.pipelines[0];
-        assert_eq!(p.copartition_groups.len(), 1);
-        let group = &p.copartition_groups[0];
-        assert!(group.contains(&"seldon.default.model.a.outputs".to_string()));
-        assert!(group.contains(&"seldon.default.model.b.outputs".to_string()));
-        assert!(group.contains(&"seldon.default.pipeline.p.c.join-changelog".to_string()));
-
-        // Same counts, or topics still to be created: fine.
-        assert!(p.check_copartitioning(|_| Some(4)).is_empty());
-        assert!(p
-            .check_copartitioning(|t| t.ends_with("a.outputs").then_some(4))
-            .is_empty());
-        // Different counts: one error naming both topics and their counts.
-        let errs = p.check_copartitioning(|t| match t {
-            "seldon.default.model.a.outputs" => Some(4),
-            "seldon.default.model.b.outputs" => Some(3),
-            _ => None,
-        });
-        assert_eq!(errs.len(), 1);
-        let msg = errs[0].to_string();
-        assert!(msg.starts_with("error[E117]"), "{msg}");
-        assert!(
-            msg.contains("seldon.default.model.a.outputs (4)") && msg.contains("seldon.default.model.b.outputs (3)"),
-            "{msg}"
-        );
     }
 }
