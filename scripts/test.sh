@@ -59,8 +59,8 @@ FLOWC_TEST_BROKER=kafka cargo test --workspace --locked --no-fail-fast 2>&1 | te
 
 # tansu stays the embedded default of `flowc up` and the demo: the end-to-end examples, the
 # gateway, `up` and the broker probe run on it too.
-step "cargo test on tansu (smoke set: e2e, gateway, updates, up, broker probe)"
-FLOWC_TEST_BROKER=tansu cargo test --locked --no-fail-fast -p flowc --test kafka_e2e --test kafka_gateway --test kafka_update --test up 2>&1 \
+step "cargo test on tansu (smoke set: e2e, gateway, updates, inspect, up, broker probe)"
+FLOWC_TEST_BROKER=tansu cargo test --locked --no-fail-fast -p flowc --test kafka_e2e --test kafka_gateway --test kafka_update --test kafka_inspect --test up 2>&1 \
     | tee -a "$log" || status=1
 FLOWC_TEST_BROKER=tansu cargo test --locked -p flowc-runtime --test broker_probe 2>&1 | tee -a "$log" || status=1
 

@@ -276,7 +276,12 @@ fn gateway_requests_are_found_by_their_time_and_follow_streams_them() {
         let (found, said) = lineage(&["-r", id]);
         assert_eq!(found, scanned, "by {id}");
         assert!(said.contains("the request entered at"), "{said}");
-        assert!(said.contains("; written "), "{said}");
+        // tansu's ListOffsets by time is not to be trusted: there inspect reads everything.
+        if support::broker_kind() == flowc_runtime::devbroker::BrokerKind::Kafka {
+            assert!(said.contains("; written "), "{said}");
+        } else {
+            assert!(said.contains("every retained record"), "{said}");
+        }
         let read = |s: &str| -> i64 {
             s.split_whitespace()
                 .nth(1)

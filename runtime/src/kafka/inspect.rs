@@ -406,6 +406,13 @@ pub fn inspect(config: &KafkaConfig, selector: &Selector, options: &InspectOptio
     let mut topics: Vec<String> = slots.iter().map(|s| s.topic.clone()).collect();
     topics.dedup();
     let (window, request_time_ms) = search_window(&plan, options, super::now_ms());
+    // tansu 0.6 answers ListOffsets by time with offsets past the records it should find
+    // (a windowed lookup found nothing the scan found): there every partition is read whole,
+    // and only --since/--until are applied, to the records' timestamps.
+    let exact = config.flavor.exact_watermarks();
+    let by_timestamp = (!exact && (options.since_ms.is_some() || options.until_ms.is_some()))
+        .then_some((options.since_ms, options.until_ms));
+    let window = window.filter(|_| exact);
     // A gateway key names its partition; every hop keeps it (§4.2).
     let partition = options
         .request_id
@@ -436,6 +443,11 @@ pub fn inspect(config: &KafkaConfig, selector: &Selector, options: &InspectOptio
             .iter()
             // Only this pipeline's records; those without the header are skipped.
             .filter(|r| r.headers.iter().any(|(k, v)| k == header::PIPELINE && *v == plan.name))
+            .filter(|r| {
+                by_timestamp.is_none_or(|(since, until)| {
+                    since.is_none_or(|s| r.timestamp_ms >= s) && until.is_none_or(|u| r.timestamp_ms < u)
+                })
+            })
             .filter(|r| {
                 options
                     .request_id
@@ -529,7 +541,7 @@ fn plan_ranges(
     let consumer: BaseConsumer = config.reader().create()?;
     let unreachable = |e| KafkaError::unreachable(config, "reading the pipeline's topics", e);
     let metadata = consumer.fetch_metadata(None, config.timeout).map_err(unreachable)?;
-    let mut ranges = Vec::new();
+    let mut wanted: Vec<(String, i32)> = Vec::new();
     for topic in topics {
         let count = metadata
             .topics()
@@ -537,63 +549,97 @@ fn plan_ranges(
             .find(|t| t.name() == topic)
             .map_or(0, |t| t.partitions().len() as i32);
         let only = partition.map(|p| p.clamp(0, i64::from(count.max(1) - 1)) as i32);
-        for p in (0..count).filter(|p| only.is_none_or(|o| o == *p)) {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, p, config.timeout)
-                .map_err(unreachable)?;
-            let from = if options.request_id.is_some() || window.is_some() {
-                low
-            } else {
-                low.max(high - options.count as i64)
-            };
-            ranges.push(Range {
-                topic: topic.clone(),
-                partition: p,
-                from,
-                to: high,
-            });
-        }
+        wanted.extend(
+            (0..count)
+                .filter(|p| only.is_none_or(|o| o == *p))
+                .map(|p| (topic.clone(), p)),
+        );
     }
-    if let Some((since, until)) = window {
-        // A broker that cannot answer by time is searched in full.
-        let wanted: Vec<(String, i32)> = ranges.iter().map(|r| (r.topic.clone(), r.partition)).collect();
-        let by_time = |at: i64| -> Option<BTreeMap<(String, i32), Option<i64>>> {
-            let mut times = TopicPartitionList::new();
-            for r in &wanted {
-                times.add_partition_offset(&r.0, r.1, Offset::Offset(at)).ok()?;
-            }
-            let found = consumer.offsets_for_times(times, config.timeout).ok()?;
-            Some(
-                found
-                    .elements()
-                    .iter()
-                    .map(|e| {
-                        let offset = match e.offset() {
-                            Offset::Offset(o) => Some(o),
-                            _ => None, // nothing written at or after `at`
-                        };
-                        ((e.topic().to_string(), e.partition()), offset)
-                    })
-                    .collect(),
-            )
+    // Every partition's earliest and latest offsets, and those at the window's ends, each in
+    // one ListOffsets request per leader, the four at once (each is a round trip).
+    let (since, until) = window.unwrap_or((None, None));
+    let (lows, highs, from_time, to_time) = std::thread::scope(|scope| {
+        let ask = |at: Option<Offset>| {
+            let (consumer, wanted) = (&consumer, &wanted);
+            scope.spawn(move || at.and_then(|at| list_offsets(consumer, wanted, at, config.timeout)))
         };
-        if let Some(found) = since.and_then(by_time) {
-            for r in &mut ranges {
-                if let Some(at) = found.get(&(r.topic.clone(), r.partition)) {
-                    r.from = at.unwrap_or(r.to).clamp(r.from, r.to);
-                }
+        let handles = [
+            ask(Some(Offset::Beginning)),
+            ask(Some(Offset::End)),
+            ask(since.map(Offset::Offset)),
+            ask(until.map(Offset::Offset)),
+        ];
+        let [a, b, c, d] = handles.map(|h| h.join().ok().flatten());
+        (a, b, c, d)
+    });
+    let mut ranges = Vec::new();
+    for (topic, p) in &wanted {
+        let tp = (topic.clone(), *p);
+        let known = lows
+            .as_ref()
+            .and_then(|l| *l.get(&tp)?)
+            .zip(highs.as_ref().and_then(|h| *h.get(&tp)?));
+        // Per partition where the broker did not answer in bulk.
+        let (low, high) = match known {
+            Some(w) => w,
+            None => consumer
+                .fetch_watermarks(topic, *p, config.timeout)
+                .map_err(unreachable)?,
+        };
+        let mut from = if options.request_id.is_some() || window.is_some() {
+            low
+        } else {
+            low.max(high - options.count as i64)
+        };
+        let mut to = high;
+        // A broker that cannot answer by time is searched in full. Nothing written at or
+        // after `since`: nothing to read; nothing at or after `until`: read to the end.
+        if let Some(found) = &from_time {
+            if let Some(at) = found.get(&tp) {
+                from = at.unwrap_or(to).clamp(from, to);
             }
         }
-        if let Some(found) = until.and_then(by_time) {
-            for r in &mut ranges {
-                if let Some(Some(at)) = found.get(&(r.topic.clone(), r.partition)) {
-                    r.to = (*at).clamp(r.from, r.to);
-                }
-            }
+        if let Some(Some(at)) = to_time.as_ref().and_then(|found| found.get(&tp)) {
+            to = (*at).clamp(from, to);
         }
+        ranges.push(Range {
+            topic: topic.clone(),
+            partition: *p,
+            from,
+            to,
+        });
     }
     ranges.retain(|r| r.to > r.from);
     Ok(ranges)
+}
+
+/// The offsets ListOffsets gives for `at` (a time, or the earliest/latest) of each partition
+/// in one request per leader; `None` for a partition where it found none (nothing written at
+/// or after that time). `None` when the broker does not answer.
+fn list_offsets(
+    consumer: &BaseConsumer,
+    wanted: &[(String, i32)],
+    at: Offset,
+    timeout: Duration,
+) -> Option<BTreeMap<(String, i32), Option<i64>>> {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in wanted {
+        tpl.add_partition_offset(t, *p, at).ok()?;
+    }
+    let found = consumer.offsets_for_times(tpl, timeout).ok()?;
+    Some(
+        found
+            .elements()
+            .iter()
+            .map(|e| {
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                ((e.topic().to_string(), e.partition()), offset)
+            })
+            .collect(),
+    )
 }
 
 /// Consumers reading in parallel at most: the reads are I/O and decoding bound, and each
