@@ -17,9 +17,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use flowc_compiler::{compile, CompileOptions, SourceMap};
 use flowc_runtime::kafka::inspect::{self, InspectOptions, Selector};
-use flowc_runtime::kafka::{deploy, KafkaConfig};
+use flowc_runtime::kafka::KafkaConfig;
 use flowc_runtime::record::gateway_key;
 use prost::Message as _;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -36,7 +35,7 @@ fn main() {
     let config = KafkaConfig::new(broker.bootstrap())
         .detect_broker()
         .expect("the broker answers");
-    apply(&config);
+    common::apply_one_step(&config);
 
     let producer: BaseProducer = config
         .producer()
@@ -124,24 +123,6 @@ fn main() {
     if let Some(why) = short_of {
         println!("fell short of {total} requests: {why}");
     }
-}
-
-fn apply(config: &KafkaConfig) {
-    let mut sources = SourceMap::new();
-    sources.add("benches/one-step.yaml", include_str!("one-step.yaml").to_string());
-    let plan = compile(&sources, &CompileOptions::default())
-        .plan
-        .expect("bench plan compiles");
-    let options = deploy::ApplyOptions {
-        prefix: "seldon".into(),
-        partitions: common::PARTITIONS,
-        replication: 1,
-        dry_run: false,
-        gateway_url: "http://127.0.0.1:9010".into(),
-        drain: deploy::DEFAULT_DRAIN,
-        guarantee: None,
-    };
-    deploy::apply(config, &plan, &options).expect("apply");
 }
 
 /// The four records a request leaves in the 1-step pipeline's topics, as its hops write them.

@@ -33,20 +33,11 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VALIDATOR_DIR="$ROOT/deploy/grafana/validate"
-GO_DIR="${FLOWC_GO_DIR:-$HOME/.cache/flowc/go}"
 
 log() { echo "check-dashboard: $*" >&2; }
 
-if ! command -v go >/dev/null 2>&1; then
-    log "go is missing: install Go 1.24 or newer (https://go.dev/dl/)"
-    exit 1
-fi
-
-export GOPATH="$GO_DIR"
-export GOMODCACHE="$GO_DIR/pkg/mod"
-export GOCACHE="$GO_DIR/cache"
-export GOTOOLCHAIN=local
-export CGO_ENABLED=0
+. "$ROOT/scripts/go-env.sh"
+flowc_go_env check-dashboard
 # The repository root is no Go module: this workspace file makes the validator package
 # runnable from here while the file arguments stay relative to the caller's directory.
 export GOWORK="$VALIDATOR_DIR/go.work"

@@ -29,7 +29,6 @@ JAEGER_VERSION="v1.75.0"
 JAEGER_PKG="$JAEGER_MODULE/cmd/jaeger"
 
 TOOLS_DIR="${FLOWC_TOOLS_DIR:-$HOME/.cache/flowc/tools}"
-GO_DIR="${FLOWC_GO_DIR:-$HOME/.cache/flowc/go}"
 DEST_DIR="$TOOLS_DIR/jaeger-$JAEGER_VERSION"
 DEST="$DEST_DIR/jaeger"
 
@@ -41,16 +40,8 @@ if [ -x "$DEST" ]; then
     exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-    log "go is missing: install Go 1.24.6 or newer (https://go.dev/dl/)"
-    exit 1
-fi
-
-export GOPATH="$GO_DIR"
-export GOMODCACHE="$GO_DIR/pkg/mod"
-export GOCACHE="$GO_DIR/cache"
-export GOTOOLCHAIN=local
-export CGO_ENABLED=0
+. "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
+flowc_go_env install-jaeger
 parallel="${FLOWC_GO_PARALLEL:-1}"
 
 # A throwaway module that pins the tool with `go get -tool`, so the build uses exactly the

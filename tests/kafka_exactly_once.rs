@@ -1,8 +1,11 @@
 //! Exactly once under SIGKILL, on Apache Kafka: two workers run `halves` (tests/e2e/halves.yaml:
 //! the answers of pipelines `left` and `right` joined by key in a RocksDB store with a
-//! changelog); a loop SIGKILLs one of them every few seconds and restarts it on the same state
-//! directory, 10 times, while 20,000 keyed records (a left and a right half per key) flow in.
-//! A `read_committed` reader of the outputs must see every key exactly once, with both halves.
+//! changelog) and `tally` (tests/e2e/tally.yaml: `halves`' answers merged 10 at a time by a
+//! batch step, its buffer a store with a changelog too); a loop SIGKILLs one of them every few
+//! seconds and restarts it on the same state directory, 10 times, while 20,000 keyed records
+//! (a left and a right half per key, carrying the key's number) flow in. A `read_committed`
+//! reader of the outputs must see every key exactly once with both halves, and every key in
+//! exactly one batch of 10 keys of one partition: what a run without kills gives.
 //! The same run with `--processing-guarantee at-least-once` (restoring from checkpoints, the
 //! default) is the contrast: nothing lost, and the duplicates it saw are reported. A key that
 //! never arrives fails the run with the topics that hold it (where it stopped).
@@ -41,11 +44,12 @@ fn feed(env: &Env, n: usize, spread: Duration) {
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    let left = request(vec![fp32("L", vec![1], vec![1.0])]).encode_to_vec();
-    let right = request(vec![fp32("R", vec![1], vec![2.0])]).encode_to_vec();
     let started = Instant::now();
     for i in 0..n {
         let key = format!("k{i}");
+        // The halves carry the key's number, so joins and batches can be checked by value.
+        let left = request(vec![fp32("L", vec![1], vec![i as f32])]).encode_to_vec();
+        let right = request(vec![fp32("R", vec![1], vec![i as f32 + 0.5])]).encode_to_vec();
         for (pipeline, value) in [("left", &left), ("right", &right)] {
             let topic = env.topic(&format!("default.pipeline.{pipeline}.inputs"));
             let headers = OwnedHeaders::new().insert(Header {
@@ -110,9 +114,10 @@ fn count_answers(env: &Env, n: usize, timeout: Duration) -> BTreeMap<String, usi
         };
         let m = m.expect("consume");
         let (key, got) = support::Received::of(&m);
+        let i: usize = key[1..].parse().expect("a key k<i>");
         assert_eq!(
             got.tensors(),
-            "L FP32 [1] = [1.0]\nR FP32 [1] = [2.0]",
+            format!("L FP32 [1] = [{:?}]\nR FP32 [1] = [{:?}]", i as f32, i as f32 + 0.5),
             "key {key} at offset {}",
             m.offset()
         );
@@ -121,6 +126,62 @@ fn count_answers(env: &Env, n: usize, timeout: Duration) -> BTreeMap<String, usi
             complete_at = Some(Instant::now());
         }
     }
+}
+
+/// `tally`'s batches: the key numbers each one merged (its `L` tensor), read
+/// (`read_committed`) until `n` numbers arrived and then 5 s more, or until `timeout`.
+fn read_batches(env: &Env, n: usize, timeout: Duration) -> Vec<Vec<usize>> {
+    let deadline = Instant::now() + timeout;
+    let consumer = env.reader(&env.topic("default.pipeline.tally.outputs"), deadline);
+    let mut batches = Vec::new();
+    let mut seen = 0;
+    let mut complete_at: Option<Instant> = None;
+    loop {
+        if complete_at.is_some_and(|at| at.elapsed() > Duration::from_secs(5)) || Instant::now() >= deadline {
+            return batches;
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.expect("consume");
+        let response = flowc_runtime::proto::inference::ModelInferResponse::decode(m.payload().unwrap_or_default())
+            .expect("a response");
+        let message = flowc_runtime::tensor::InferMessage::from_response(&response).expect("tensors");
+        let left = message.tensors.iter().find(|t| t.name == "L").expect("an L tensor");
+        let flowc_runtime::tensor::TensorData::Fp32(values) = &left.data else {
+            panic!("L is not FP32: {left:?}");
+        };
+        let batch: Vec<usize> = values.iter().map(|v| *v as usize).collect();
+        seen += batch.len();
+        batches.push(batch);
+        if complete_at.is_none() && seen >= n {
+            complete_at = Some(Instant::now());
+        }
+    }
+}
+
+/// What the batches hold against what a run without kills gives (every key in exactly one
+/// batch of 10 keys of one partition): keys batched more than once, keys never batched, and
+/// batches that are not 10 keys of one partition.
+fn check_batches(batches: &[Vec<usize>], n: usize) -> (usize, Vec<usize>, usize) {
+    let mut times = vec![0usize; n];
+    let mut odd = 0;
+    for b in batches {
+        for &i in b {
+            assert!(i < n, "a batch holds {i}, which is no key");
+            times[i] += 1;
+        }
+        let partition = |i: &usize| i % PARTITIONS as usize;
+        let one_partition = b
+            .first()
+            .is_some_and(|f| b.iter().all(|i| partition(i) == partition(f)));
+        if b.len() != 10 || !one_partition {
+            odd += 1;
+        }
+    }
+    let repeated = times.iter().map(|t| t.saturating_sub(1)).sum();
+    let missing = (0..n).filter(|i| times[*i] == 0).collect();
+    (repeated, missing, odd)
 }
 
 /// For each topic of the pipelines, which of `keys` it holds (errors with their text): where
@@ -139,6 +200,8 @@ fn where_they_are(env: &Env, keys: &[String]) -> String {
         "model.both-id.inputs",
         "model.both-id.outputs",
         "pipeline.halves.outputs",
+        "pipeline.tally.inputs",
+        "pipeline.tally.outputs",
         "errors.errors",
     ];
     let mut out = String::new();
@@ -164,12 +227,12 @@ fn where_they_are(env: &Env, keys: &[String]) -> String {
     out
 }
 
-/// Runs halves on two workers with `guarantee`, killing one every 3 s, 10 times; returns the
-/// answers per key.
-fn chaos(guarantee: &str, n: usize) -> (Env, BTreeMap<String, usize>, Duration) {
+/// Runs halves and tally on two workers with `guarantee`, killing one every 3 s, 10 times;
+/// returns the answers per key and the batches.
+fn chaos(guarantee: &str, n: usize) -> (Env, BTreeMap<String, usize>, Vec<Vec<usize>>, Duration) {
     let mut env = Env::start();
-    env.start_model_server(&["tests/e2e/halves.yaml"]);
-    env.apply(&["tests/e2e/halves.yaml"], PARTITIONS as u32);
+    env.start_model_server(&["tests/e2e/halves.yaml", "tests/e2e/tally.yaml"]);
+    env.apply(&["tests/e2e/halves.yaml", "tests/e2e/tally.yaml"], PARTITIONS as u32);
     // A worker `name` on its own state directory, which a restart reuses.
     let worker = |env: &mut Env, name: &str| {
         let state = env.dir.path().join(format!("{name}-state")).display().to_string();
@@ -199,7 +262,8 @@ fn chaos(guarantee: &str, n: usize) -> (Env, BTreeMap<String, usize>, Duration) 
     });
     let answers = count_answers(&env, n, Duration::from_secs(240));
     let took = started.elapsed();
-    (env, answers, took)
+    let batches = read_batches(&env, n, Duration::from_secs(120));
+    (env, answers, batches, took)
 }
 
 /// A second handle on the broker and prefix of `env` for the feeding thread (the processes
@@ -219,13 +283,21 @@ fn exactly_once_through_ten_sigkills_and_at_least_once_for_contrast() {
     }
     let n = keys();
     let only = std::env::var("FLOWC_TEST_EOS_ONLY").ok();
+    assert_eq!(
+        n % (10 * PARTITIONS as usize),
+        0,
+        "FLOWC_TEST_EOS_KEYS: a multiple of 40, so every batch fills"
+    );
     if only.as_deref() != Some("at-least-once") {
-        let (env, answers, took) = chaos("exactly-once", n);
+        let (env, answers, batches, took) = chaos("exactly-once", n);
         let duplicated: Vec<(&String, &usize)> = answers.iter().filter(|(_, c)| **c > 1).collect();
+        let (repeated, missing, odd) = check_batches(&batches, n);
         eprintln!(
-            "exactly-once: {} keys answered in {took:?}, {} more than once",
+            "exactly-once: {} keys answered in {took:?}, {} more than once; {} batches, {repeated} keys batched again, {} never, {odd} batches not 10 keys of one partition",
             answers.len(),
-            duplicated.len()
+            duplicated.len(),
+            batches.len(),
+            missing.len()
         );
         assert_eq!(answers.len(), n, "keys lost\n{}", env.logs());
         assert!(
@@ -234,25 +306,40 @@ fn exactly_once_through_ten_sigkills_and_at_least_once_for_contrast() {
             duplicated.len(),
             &duplicated[..duplicated.len().min(5)]
         );
+        assert_eq!(
+            (batches.len(), repeated, odd),
+            (n / 10, 0, 0),
+            "batches unlike a run without kills; never batched: {:?}",
+            &missing[..missing.len().min(10)]
+        );
+        assert!(missing.is_empty());
         drop(env);
     }
     if only.as_deref() == Some("exactly-once") {
         return;
     }
 
-    let (env, answers, took) = chaos("at-least-once", n);
-    for line in env
-        .logs()
-        .lines()
-        .filter(|l| l.contains("lost") || l.contains("not committed"))
-    {
-        eprintln!("{line}");
-    }
+    let (env, answers, batches, took) = chaos("at-least-once", n);
     let extra: usize = answers.values().map(|c| c - 1).sum();
+    let (repeated, missing, odd) = check_batches(&batches, n);
     eprintln!(
-        "at-least-once: {} keys answered in {took:?}, {} duplicate answers",
+        "at-least-once: {} keys answered in {took:?}, {} duplicate answers; {} batches, {repeated} keys batched again, {} never, {odd} batches not 10 keys of one partition",
         answers.len(),
-        extra
+        extra,
+        batches.len(),
+        missing.len()
     );
     assert_eq!(answers.len(), n, "keys lost\n{}", env.logs());
+    // Replayed records take places in batches, so a partition's last batch may not fill
+    // (there is no window to flush it): its keys wait in the store, fewer than 10 of them.
+    // More would be keys lost.
+    let mut waiting = [0usize; PARTITIONS as usize];
+    for i in &missing {
+        waiting[i % PARTITIONS as usize] += 1;
+    }
+    assert!(
+        waiting.iter().all(|w| *w < 10),
+        "keys never batched, per partition {waiting:?}: {:?}",
+        &missing[..missing.len().min(10)]
+    );
 }

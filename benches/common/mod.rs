@@ -190,13 +190,8 @@ pub fn flowc_properties(mut config: KafkaConfig) -> KafkaConfig {
     config
 }
 
-/// Applies `benches/one-step.yaml` and runs a worker for it in process until `stop`.
-pub fn deploy_and_run(
-    config: &KafkaConfig,
-    models: Arc<dyn ModelBackend>,
-    stop: Arc<AtomicBool>,
-    state: &std::path::Path,
-) -> JoinHandle<()> {
+/// Applies `benches/one-step.yaml` (prefix `seldon`, [`PARTITIONS`] partitions).
+pub fn apply_one_step(config: &KafkaConfig) {
     let mut sources = SourceMap::new();
     sources.add("benches/one-step.yaml", include_str!("../one-step.yaml").to_string());
     let plan = compile(&sources, &CompileOptions::default())
@@ -212,6 +207,16 @@ pub fn deploy_and_run(
         guarantee: None,
     };
     deploy::apply(config, &plan, &options).expect("apply");
+}
+
+/// Applies `benches/one-step.yaml` and runs a worker for it in process until `stop`.
+pub fn deploy_and_run(
+    config: &KafkaConfig,
+    models: Arc<dyn ModelBackend>,
+    stop: Arc<AtomicBool>,
+    state: &std::path::Path,
+) -> JoinHandle<()> {
+    apply_one_step(config);
     let mut wopts = worker::WorkerOptions::new("seldon", state);
     wopts.models = Some(models);
     let wc = config.clone();

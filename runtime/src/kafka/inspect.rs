@@ -273,14 +273,7 @@ pub fn follow(
             continue;
         };
         let m = m?;
-        let raw = Raw {
-            partition: m.partition(),
-            offset: m.offset(),
-            timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
-            key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-            headers: super::text_headers(&m),
-            value: m.payload().unwrap_or_default().to_vec(),
-        };
+        let raw = Raw::of(&m);
         if !raw
             .headers
             .iter()
@@ -475,6 +468,19 @@ struct Raw {
     key: String,
     headers: Vec<(String, String)>,
     value: Vec<u8>,
+}
+
+impl Raw {
+    fn of<M: rdkafka::message::Message>(m: &M) -> Raw {
+        Raw {
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+            key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+            headers: super::text_headers(m),
+            value: m.payload().unwrap_or_default().to_vec(),
+        }
+    }
 }
 
 fn decode(slot: &Slot, r: &Raw, tensor: Option<&str>) -> Shown {
@@ -728,17 +734,7 @@ fn read_share(config: &KafkaConfig, share: &[Range], deadline: Instant) -> Resul
                     let _ = consumer.pause(&done);
                     continue;
                 }
-                out.push((
-                    tp.0,
-                    Raw {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
-                        key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                        headers: super::text_headers(&m),
-                        value: m.payload().unwrap_or_default().to_vec(),
-                    },
-                ));
+                out.push((tp.0, Raw::of(&m)));
             }
             Some(Err(e)) => return Err(e.into()),
             None => {}
