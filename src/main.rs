@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod gateway_cmd;
-mod graph_svg;
 mod kafka_cmd;
 mod model_server_cmd;
 mod up_cmd;
@@ -210,7 +209,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let Some(plan) = compilation.plan else {
                 return Ok(ExitCode::from(1));
             };
-            let svg = graph_svg::render(&plan);
+            let svg = flowc_compiler::render::svg(&plan);
             std::fs::write(&output, svg).with_context(|| format!("cannot write {}", output.display()))?;
             eprintln!("wrote {}", output.display());
             Ok(ExitCode::SUCCESS)

@@ -1,12 +1,15 @@
-//! Printing a plan: `text` (Kafka Streams' `Topology#describe()` shape), `json`, `dot`, `mermaid`.
+//! Printing a plan: `text` (Kafka Streams' `Topology#describe()` shape), `json`, `dot`, `mermaid`,
+//! `svg`.
 
 mod dot;
 mod mermaid;
+mod svg;
 mod text;
 pub mod view;
 
 pub use dot::dot;
 pub use mermaid::mermaid;
+pub use svg::svg;
 pub use text::text;
 
 use crate::plan::Plan;

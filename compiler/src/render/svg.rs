@@ -1,7 +1,8 @@
-//! `flowc graph`: the compiled DAG as a standalone SVG picture (no Graphviz needed).
+//! The compiled DAG as a standalone SVG picture (`flowc graph`; no Graphviz needed), beside
+//! the DOT and Mermaid writers on the same drawing model.
 //!
 //! The picture is drawn from the shared drawing model
-//! ([`flowc_compiler::render::view::View`]) in the visual language of the DOT writer: topics
+//! ([`crate::render::view::View`]) in the visual language of the DOT writer: topics
 //! are light blue boxes, processors are rounded boxes inside a rounded frame per sub-topology
 //! (with the sub-topology's label), state stores are light orange cylinders, and stores, error
 //! and control flow are dashed. Edge labels (`join 0`, `trigger 1`, ...) sit on their edges.
@@ -36,14 +37,14 @@
 //! Should the crate ever panic on a graph, the picture falls back to a plain left-to-right
 //! row, so `flowc graph` still writes a usable file.
 
-use flowc_compiler::render::view::{Shape, View, ViewNode};
+use crate::render::view::{Shape, View, ViewNode};
 use layout::core::base::Orientation;
 use layout::core::format::{ClipHandle, RenderBackend};
 use layout::core::geometry::Point;
 use layout::core::style::{LineStyleKind, StyleAttr};
 use layout::std_shapes::shapes::{Arrow, Element, LineEndKind, ShapeKind};
 use layout::topo::layout::VisualGraph;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 const FONT: &str = "Helvetica, Arial, sans-serif";
@@ -534,7 +535,7 @@ struct DrawEdge {
 }
 
 fn lay_out(view: &View) -> Drawing {
-    let mut slots: HashMap<&str, Slot> = HashMap::new();
+    let mut slots: BTreeMap<&str, Slot> = BTreeMap::new();
     for (i, t) in view.topics.iter().enumerate() {
         slots.insert(t.id.as_str(), Slot::Topic(i));
     }
@@ -554,7 +555,7 @@ fn lay_out(view: &View) -> Drawing {
 
     // 1. Each cluster on its own; its content is then moved so that the frame's centre is 0,0.
     let mut frames = Vec::new();
-    let mut inner_routes: HashMap<usize, (Vec<Bend>, Option<Pt>)> = HashMap::new();
+    let mut inner_routes: BTreeMap<usize, (Vec<Bend>, Option<Pt>)> = BTreeMap::new();
     for (ci, c) in view.clusters.iter().enumerate() {
         let texts: Vec<NodeText> = c.nodes.iter().map(NodeText::new).collect();
         let sizes: Vec<(f64, f64)> = texts.iter().map(|t| (t.w, t.h)).collect();
@@ -634,7 +635,7 @@ fn lay_out(view: &View) -> Drawing {
 
     // 2. Topics and whole clusters, one edge per connected pair.
     let topics: Vec<NodeText> = view.topics.iter().map(NodeText::new).collect();
-    let mut index: HashMap<Slot, usize> = HashMap::new();
+    let mut index: BTreeMap<Slot, usize> = BTreeMap::new();
     let mut sizes = Vec::new();
     for (i, t) in topics.iter().enumerate() {
         index.insert(Slot::Topic(i), sizes.len());
@@ -866,7 +867,7 @@ impl BBox {
 // ---------------------------------------------------------------------------------------------
 // Edge routing: which side of a box an edge uses, where on that side, and the curve.
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Side {
     Left,
     Right,
@@ -908,7 +909,7 @@ fn outward(side: Side) -> Pt {
 /// they neither cross there nor pile up on one arrowhead.
 fn ports(d: &Drawing) -> Vec<(Port, Port)> {
     // (box, side) -> (where along the side the edge comes from, edge, at its start?)
-    let mut ends: HashMap<(Slot, Side), Vec<EdgeEnd>> = HashMap::new();
+    let mut ends: BTreeMap<(Slot, Side), Vec<EdgeEnd>> = BTreeMap::new();
     let mut sides = Vec::with_capacity(d.edges.len());
     for (k, e) in d.edges.iter().enumerate() {
         let (fr, tr) = (d.rect(e.from), d.rect(e.to));
@@ -1144,7 +1145,7 @@ fn node_shape(out: &mut String, t: &NodeText, r: &Rect) {
 }
 
 /// The DAG of a compiled plan as a complete, standalone SVG document.
-pub fn render(plan: &flowc_compiler::Plan) -> String {
+pub fn svg(plan: &crate::Plan) -> String {
     let view = View::new(plan);
     let mut d = lay_out(&view);
 
