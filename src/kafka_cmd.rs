@@ -343,10 +343,8 @@ pub fn send(args: SendArgs) -> Result<ExitCode> {
     let json: serde_json::Value = serde_json::from_str(&text).context("the request is not valid JSON")?;
     let request = flowc_runtime::json::request_from_json(&json)?;
     let config = args.kafka.config()?;
-    let topic = format!(
-        "{}.{}.pipeline.{}.inputs",
-        args.kafka.prefix, args.namespace, args.pipeline
-    );
+    let topic = flowc_compiler::TopicNames::new(&args.kafka.prefix, &args.namespace)
+        .pipeline(&args.pipeline, flowc_compiler::ast::Side::Inputs);
     let key = args.key.unwrap_or_else(|| {
         format!(
             "req-{:x}",
@@ -356,7 +354,7 @@ pub fn send(args: SendArgs) -> Result<ExitCode> {
     let value = prost::Message::encode_to_vec(&request);
     let producer: BaseProducer = config.producer().create()?;
     let headers = OwnedHeaders::new().insert(Header {
-        key: "pipeline",
+        key: flowc_runtime::record::header::PIPELINE,
         value: Some(args.pipeline.as_str()),
     });
     producer
@@ -395,10 +393,8 @@ pub fn read(args: ReadArgs) -> Result<ExitCode> {
     use rdkafka::message::{Headers as _, Message as _};
     use rdkafka::{Offset, TopicPartitionList};
     let config = args.kafka.config()?;
-    let topic = format!(
-        "{}.{}.pipeline.{}.outputs",
-        args.kafka.prefix, args.namespace, args.pipeline
-    );
+    let topic = flowc_compiler::TopicNames::new(&args.kafka.prefix, &args.namespace)
+        .pipeline(&args.pipeline, flowc_compiler::ast::Side::Outputs);
     let consumer: BaseConsumer = config.reader().create()?;
     let metadata = consumer
         .fetch_metadata(Some(&topic), config.timeout)
@@ -432,7 +428,7 @@ pub fn read(args: ReadArgs) -> Result<ExitCode> {
         }
         let error = m.headers().and_then(|h| {
             h.iter()
-                .find(|x| x.key == "seldon-pipeline-errors")
+                .find(|x| x.key == flowc_runtime::record::header::PIPELINE_ERRORS)
                 .map(|x| String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())
         });
         let payload = m.payload().unwrap_or_default();

@@ -4,7 +4,6 @@ use crate::ast::*;
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 use crate::graph::StepGraph;
 use crate::plan::*;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Naming settings of a deployment (§4.1).
@@ -929,31 +928,7 @@ fn merge_groups(groups: Vec<Vec<String>>) -> Vec<Vec<String>> {
     out
 }
 
-/// SHA-256 of the plan's canonical JSON (with an empty fingerprint), as 16 hex digits:
-/// stable across runs and Rust releases (no `DefaultHasher`), since the plan holds no maps.
-/// The JSON is streamed into the hash, never held in memory.
-pub fn fingerprint(plan: &PipelinePlan) -> String {
-    struct Hasher(Sha256);
-    impl std::io::Write for Hasher {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.update(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut hasher = Hasher(Sha256::new());
-    // Serializing plain data into a hasher cannot fail.
-    if plan.fingerprint.is_empty() {
-        let _ = serde_json::to_writer(&mut hasher, plan);
-    } else {
-        let mut copy = plan.clone();
-        copy.fingerprint.clear();
-        let _ = serde_json::to_writer(&mut hasher, &copy);
-    }
-    hasher.0.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
+pub use flowc_plan::fingerprint;
 
 #[cfg(test)]
 mod tests {

@@ -73,7 +73,9 @@ impl JoinType {
 
 use serde::{Deserialize, Serialize};
 
+mod diff;
 mod names;
+pub use diff::{fingerprint, Change, PlanDiff};
 pub use names::{did_you_mean, TopicNames};
 
 /// Version of the plan's data format; bumped on incompatible changes.

@@ -100,15 +100,6 @@ fn first_version() -> u64 {
     1
 }
 
-/// What a sub-topology does, as text to compare across deployments: its JSON without its
-/// position in the plan (a step added before it, or a model's call deployed by a pipeline
-/// rather than by the Model alone, does not change what it does).
-pub fn sub_spec(sub: &flowc_plan::SubTopology) -> String {
-    let mut sub = sub.clone();
-    sub.id = 0;
-    serde_json::to_string(&sub).unwrap_or_default()
-}
-
 /// The version since which `sub` has been as it is now.
 pub fn since_of(since: &BTreeMap<String, u64>, sub: &str) -> u64 {
     since.get(sub).copied().unwrap_or(1)

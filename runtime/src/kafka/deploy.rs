@@ -345,15 +345,15 @@ fn next_version(
         return (old.version, old.since.clone(), old.draining.clone());
     }
     let version = old.version + 1;
-    let old_specs: BTreeMap<&str, String> = old
+    let old_prints: BTreeMap<&str, String> = old
         .plan
         .sub_topologies
         .iter()
-        .map(|s| (s.name.as_str(), super::control::sub_spec(s)))
+        .map(|s| (s.name.as_str(), s.fingerprint()))
         .collect();
     let mut since = BTreeMap::new();
     for sub in &new.sub_topologies {
-        let same = old_specs.get(sub.name.as_str()) == Some(&super::control::sub_spec(sub));
+        let same = old_prints.get(sub.name.as_str()) == Some(&sub.fingerprint());
         let n = if same {
             super::control::since_of(&old.since, &sub.name)
         } else {
@@ -648,41 +648,7 @@ fn json_record(d: &Deployment) -> Result<(String, Option<Vec<u8>>), KafkaError> 
 
 /// What an update changes: topics, stores and sub-topologies added or removed.
 pub fn diff(old: &PipelinePlan, new: &PipelinePlan) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut section = |what: &str, a: BTreeSet<String>, b: BTreeSet<String>| {
-        for x in b.difference(&a) {
-            lines.push(format!("  + {what} {x}"));
-        }
-        for x in a.difference(&b) {
-            lines.push(format!("  - {what} {x}"));
-        }
-    };
-    section(
-        "topic",
-        old.topics.iter().map(|t| t.name.clone()).collect(),
-        new.topics.iter().map(|t| t.name.clone()).collect(),
-    );
-    section(
-        "store",
-        old.stores.iter().map(|s| s.name.clone()).collect(),
-        new.stores.iter().map(|s| s.name.clone()).collect(),
-    );
-    let subs = |p: &PipelinePlan| -> BTreeMap<String, String> {
-        p.sub_topologies
-            .iter()
-            .map(|s| (s.name.clone(), super::control::sub_spec(s)))
-            .collect()
-    };
-    let (a, b) = (subs(old), subs(new));
-    section("sub-topology", a.keys().cloned().collect(), b.keys().cloned().collect());
-    for (name, body) in &b {
-        if a.get(name).is_some_and(|old| old != body) {
-            lines.push(format!(
-                "  ~ sub-topology {name} (changed: runs anew as its own group, beside the old one while that drains)"
-            ));
-        }
-    }
-    lines
+    flowc_plan::PlanDiff::between(old, new).lines()
 }
 
 /// Unloads a pipeline: a tombstone in the deployment log (workers stop its tasks), and with

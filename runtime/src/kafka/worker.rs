@@ -376,11 +376,11 @@ fn reconcile(
     }
 }
 
-/// What a runner runs, to compare across deployment-log changes: the sub-topology
-/// (`control::sub_spec`: deleting the last pipeline that uses a model does not restart its
-/// call) and its processing guarantee.
+/// What a runner runs, to compare across deployment-log changes: the sub-topology's
+/// fingerprint (`SubTopology::fingerprint`: deleting the last pipeline that uses a model does
+/// not restart its call) and its processing guarantee.
 fn runner_spec(sub: &flowc_plan::SubTopology, exactly_once: bool) -> String {
-    let spec = super::control::sub_spec(sub);
+    let spec = sub.fingerprint();
     if exactly_once {
         format!("{spec} exactly-once")
     } else {
