@@ -381,36 +381,79 @@ pub struct ApplyReport {
     pub created_topics: Vec<String>,
 }
 
-/// Compiled plan → topics and deployment records.
-pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport, KafkaError> {
-    let cluster = Cluster::connect(config)?;
-    let deployed = cluster.deployments(&options.prefix)?;
-    let existing = cluster.topics()?;
-    let mut report = ApplyReport::default();
+/// Why `apply` refuses a plan; each says what is wrong and what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A step runs a model that is neither in the files nor deployed.
+    ModelMissing { pipeline: String, model: String },
+    /// A model cannot be placed on a server (requirements, endpoints).
+    Placement(String),
+    /// Joined topics have different partition counts (rule 11).
+    Copartition(String),
+}
 
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::ModelMissing { pipeline, model } => write!(
+                f,
+                "pipeline {pipeline} runs model {model}, which is neither in these files nor deployed (deploy its Model first, or apply it with the pipeline)"
+            ),
+            Refusal::Placement(text) | Refusal::Copartition(text) => f.write_str(text),
+        }
+    }
+}
+
+/// What `apply` will do, decided by [`plan_apply`] from the plan, what is deployed and which
+/// topics exist, without I/O; [`apply`] carries it out.
+#[derive(Clone, Debug)]
+pub struct ApplyPlan {
+    /// Each model to load and check on its server: the model, the server and its endpoint.
+    pub placements: Vec<(ModelPlan, ServerPlan, super::placement::Endpoint)>,
+    /// Per model: "create", "update" or "unchanged".
+    pub model_verbs: Vec<(ModelPlan, &'static str)>,
+    /// The report's lines on pipelines and topics.
+    pub lines: Vec<String>,
+    /// The pipelines as they will run (changed sub-topologies renamed apart).
+    pub runnable: Vec<PipelinePlan>,
+    pub to_create: Vec<TopicSpec>,
+    /// Consumer groups to start at the end of their source topics (new or changed pipelines).
+    pub groups: Vec<(String, Vec<String>)>,
+    /// Deployment records to publish: what changed, nothing else.
+    pub records: Vec<Deployment>,
+}
+
+/// Decides what applying `plan` does (see [`ApplyPlan`]), or every reason to refuse it.
+pub fn plan_apply(
+    plan: &Plan,
+    options: &ApplyOptions,
+    deployed: &Deployments,
+    existing: &BTreeMap<String, i32>,
+    now: i64,
+) -> Result<ApplyPlan, Vec<Refusal>> {
     // A step must run a model that is deployed or deployed now.
-    let mut problems = Vec::new();
+    let mut refusals = Vec::new();
     for p in &plan.pipelines {
         for m in &p.models {
             let here = plan.models.iter().any(|x| &x.name == m && x.namespace == p.namespace);
             let there = deployed.contains_key(&super::control::model_key(&p.namespace, m));
             if !here && !there {
-                problems.push(format!(
-                    "pipeline {} runs model {m}, which is neither in these files nor deployed (deploy its Model first, or apply it with the pipeline)",
-                    p.name
-                ));
+                refusals.push(Refusal::ModelMissing {
+                    pipeline: p.name.clone(),
+                    model: m.clone(),
+                });
             }
         }
     }
 
     // Where each model runs: Servers of these files and deployed ones (these files win).
-    let mut servers: BTreeMap<(String, String), ServerPlan> = super::control::servers(&deployed)
+    let mut servers: BTreeMap<(String, String), ServerPlan> = super::control::servers(deployed)
         .map(|x| ((x.namespace.clone(), x.name.clone()), x.clone()))
         .collect();
     for x in &plan.servers {
         servers.insert((x.namespace.clone(), x.name.clone()), x.clone());
     }
-    let mut placed_on: BTreeMap<String, String> = BTreeMap::new();
+    let mut placements = Vec::new();
     for m in &plan.models {
         let here: Vec<ServerPlan> = servers
             .values()
@@ -419,42 +462,31 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
             .collect();
         match super::placement::place(m, &here) {
             Ok(Some(server)) => match super::placement::endpoint(server) {
-                Ok(endpoint) => {
-                    let state = if options.dry_run {
-                        "not loaded: dry run".to_string()
-                    } else {
-                        load_and_check(m, server, &endpoint)
-                    };
-                    placed_on.insert(
-                        m.name.clone(),
-                        format!("on server {} ({endpoint}, {state})", server.name),
-                    );
-                }
-                Err(e) => problems.push(format!("model {}: {e}", m.name)),
+                Ok(endpoint) => placements.push((m.clone(), server.clone(), endpoint)),
+                Err(e) => refusals.push(Refusal::Placement(format!("model {}: {e}", m.name))),
             },
             Ok(None) => {}
-            Err(e) => problems.push(e),
+            Err(e) => refusals.push(Refusal::Placement(e)),
         }
     }
 
     // Versions: a changed pipeline runs its changed sub-topologies anew beside the old ones,
     // which drain; the plans as they run name those apart (`control::runnable`).
-    let now = now_ms();
     let mut versions = BTreeMap::new();
-    let mut runnable_plans = Vec::new();
+    let mut runnable = Vec::new();
     for p in &plan.pipelines {
         let old = match deployed.get(&pipeline_key(&p.namespace, &p.name)) {
             Some(Deployment::Pipeline(old)) => Some(old),
             _ => None,
         };
         let (version, since, draining) = next_version(old, p, now, options.drain);
-        runnable_plans.push(super::control::runnable(p, &since));
+        runnable.push(super::control::runnable(p, &since));
         versions.insert(pipeline_key(&p.namespace, &p.name), (version, since, draining));
     }
 
     // Topics: what exists, what must be created and with how many partitions.
     let mut wanted: BTreeMap<String, bool> = BTreeMap::new();
-    for p in &runnable_plans {
+    for p in &runnable {
         for t in &p.topics {
             wanted.insert(t.name.clone(), t.compacted);
         }
@@ -469,9 +501,9 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
         }
     }
     let mut partitions_of: BTreeMap<String, i32> = BTreeMap::new();
-    for p in &runnable_plans {
+    for p in &runnable {
         for e in p.check_copartitioning(|t| existing.get(t).copied()) {
-            problems.push(copartition_problem(&e));
+            refusals.push(Refusal::Copartition(copartition_problem(&e)));
         }
         for group in &p.copartition_groups {
             let count = group
@@ -483,8 +515,8 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
             }
         }
     }
-    if !problems.is_empty() {
-        return Err(KafkaError::Deploy(problems.join("\n")));
+    if !refusals.is_empty() {
+        return Err(refusals);
     }
     let to_create: Vec<TopicSpec> = wanted
         .iter()
@@ -496,34 +528,26 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
         })
         .collect();
 
-    for m in &plan.models {
-        let key = super::control::model_key(&m.namespace, &m.name);
-        let verb = match deployed.get(&key) {
-            None => "create",
-            Some(Deployment::Model(old)) if old == m => "unchanged",
-            Some(_) => "update",
-        };
-        match placed_on.get(&m.name) {
-            Some(on) => report.lines.push(format!("model {}: {verb}, {on}", m.name)),
-            None => report.lines.push(format!("model {}: {verb}", m.name)),
-        }
-        if let Some(settings) = infer_uri_settings(m, &options.gateway_url) {
-            report.lines.push(format!(
-                "  its server must call {} (MLServer: put {settings} in the model's model-settings.json, under `parameters`)",
-                settings["extra"]["infer_uri"].as_str().unwrap_or_default()
-            ));
-        }
-    }
+    let model_verbs = plan
+        .models
+        .iter()
+        .map(|m| {
+            let verb = match deployed.get(&super::control::model_key(&m.namespace, &m.name)) {
+                None => "create",
+                Some(Deployment::Model(old)) if old == m => "unchanged",
+                Some(_) => "update",
+            };
+            (m.clone(), verb)
+        })
+        .collect();
+    let mut lines = Vec::new();
     for p in &plan.pipelines {
-        let key = pipeline_key(&p.namespace, &p.name);
-        match deployed.get(&key) {
+        match deployed.get(&pipeline_key(&p.namespace, &p.name)) {
             Some(Deployment::Pipeline(old)) if old.plan.fingerprint == p.fingerprint => {
-                report
-                    .lines
-                    .push(format!("pipeline {}: unchanged ({})", p.name, p.fingerprint));
+                lines.push(format!("pipeline {}: unchanged ({})", p.name, p.fingerprint));
             }
             Some(Deployment::Pipeline(old)) => {
-                report.lines.push(format!(
+                lines.push(format!(
                     "pipeline {}: update {} -> {} (version {} -> {})",
                     p.name,
                     old.plan.fingerprint,
@@ -531,20 +555,18 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
                     old.version,
                     old.version + 1
                 ));
-                report.lines.extend(diff(&old.plan, p));
-                report.lines.push(format!(
+                lines.extend(diff(&old.plan, p));
+                lines.push(format!(
                     "  version {} keeps serving the requests it accepted for {} (changed sub-topologies run side by side until then)",
                     old.version,
                     crate::model_client::seconds(options.drain)
                 ));
             }
-            _ => report
-                .lines
-                .push(format!("pipeline {}: create ({})", p.name, p.fingerprint)),
+            _ => lines.push(format!("pipeline {}: create ({})", p.name, p.fingerprint)),
         }
     }
     for t in &to_create {
-        report.lines.push(format!(
+        lines.push(format!(
             "  + topic {} ({} partition{}{})",
             t.name,
             t.partitions,
@@ -552,53 +574,35 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
             if t.compacted { ", compacted" } else { "" }
         ));
     }
-    if options.dry_run {
-        return Ok(report);
-    }
 
-    cluster.ensure_control_topic(&options.prefix, options.replication)?;
-    let existed = cluster.create_topics(&to_create, options.replication)?;
-    if !existed.is_empty() {
-        // Created meanwhile by someone else, with counts of their choosing: check the joins
-        // again against what the cluster has now.
-        let current = cluster.topics()?;
-        let mismatched: Vec<String> = runnable_plans
-            .iter()
-            .flat_map(|p| p.check_copartitioning(|t| current.get(t).copied()))
-            .map(|e| copartition_problem(&e))
-            .collect();
-        if !mismatched.is_empty() {
-            return Err(KafkaError::Deploy(mismatched.join("\n")));
-        }
-    }
-    report.created_topics = to_create.iter().map(|t| t.name.clone()).collect();
     // What did not change is not touched: no group, no offset, no deployment record (so no
     // worker or gateway sees a change).
     let unchanged_pipeline = |p: &PipelinePlan| {
         matches!(deployed.get(&pipeline_key(&p.namespace, &p.name)),
             Some(Deployment::Pipeline(old)) if old.plan.fingerprint == p.fingerprint && old.guarantee == options.guarantee)
     };
-    for (p, runnable) in plan.pipelines.iter().zip(&runnable_plans) {
-        if unchanged_pipeline(p) {
-            continue;
-        }
-        for sub in &runnable.sub_topologies {
-            cluster.start_group_at_end(&sub.consumer_group, &sub.source_topics(), &existing)?;
+    let mut groups = Vec::new();
+    for (p, run) in plan.pipelines.iter().zip(&runnable) {
+        if !unchanged_pipeline(p) {
+            groups.extend(run.sub_topologies.iter().map(|sub| {
+                (
+                    sub.consumer_group.clone(),
+                    sub.source_topics().into_iter().map(str::to_string).collect(),
+                )
+            }));
         }
     }
-    let applied_at_ms = now;
     let mut records = Vec::new();
-    let mut changed = |d: Deployment| -> Result<(), KafkaError> {
+    let mut changed = |d: Deployment| {
         if deployed.get(&d.key()) != Some(&d) {
-            records.push(json_record(&d)?);
+            records.push(d);
         }
-        Ok(())
     };
     for x in &plan.servers {
-        changed(Deployment::Server(x.clone()))?;
+        changed(Deployment::Server(x.clone()));
     }
     for m in &plan.models {
-        changed(Deployment::Model(m.clone()))?;
+        changed(Deployment::Model(m.clone()));
     }
     for p in plan.pipelines.iter().filter(|p| !unchanged_pipeline(p)) {
         let partitions = p
@@ -614,17 +618,88 @@ pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Resul
         let (version, since, draining) = versions
             .remove(&pipeline_key(&p.namespace, &p.name))
             .unwrap_or_default();
-        records.push(json_record(&Deployment::Pipeline(PipelineDeployment {
+        records.push(Deployment::Pipeline(PipelineDeployment {
             prefix: options.prefix.clone(),
             plan: p.clone(),
             partitions,
-            applied_at_ms,
+            applied_at_ms: now,
             version,
             since,
             draining,
             guarantee: options.guarantee,
-        }))?);
+        }));
     }
+    Ok(ApplyPlan {
+        placements,
+        model_verbs,
+        lines,
+        runnable,
+        to_create,
+        groups,
+        records,
+    })
+}
+
+/// Compiled plan → topics and deployment records: [`plan_apply`] on what the cluster holds,
+/// then (unless a dry run) the models loaded on their servers, the topics created, the
+/// changed pipelines' groups started at the end of their topics and the changes published.
+pub fn apply(config: &KafkaConfig, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport, KafkaError> {
+    let cluster = Cluster::connect(config)?;
+    let deployed = cluster.deployments(&options.prefix)?;
+    let existing = cluster.topics()?;
+    let planned = plan_apply(plan, options, &deployed, &existing, now_ms()).map_err(|refusals| {
+        KafkaError::Deploy(refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+    })?;
+    let mut report = ApplyReport::default();
+    for (m, verb) in &planned.model_verbs {
+        match planned.placements.iter().find(|(p, _, _)| p.name == m.name) {
+            Some((_, server, endpoint)) => {
+                let state = if options.dry_run {
+                    "not loaded: dry run".to_string()
+                } else {
+                    load_and_check(m, server, endpoint)
+                };
+                report.lines.push(format!(
+                    "model {}: {verb}, on server {} ({endpoint}, {state})",
+                    m.name, server.name
+                ));
+            }
+            None => report.lines.push(format!("model {}: {verb}", m.name)),
+        }
+        if let Some(settings) = infer_uri_settings(m, &options.gateway_url) {
+            report.lines.push(format!(
+                "  its server must call {} (MLServer: put {settings} in the model's model-settings.json, under `parameters`)",
+                settings["extra"]["infer_uri"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    report.lines.extend(planned.lines.iter().cloned());
+    if options.dry_run {
+        return Ok(report);
+    }
+
+    cluster.ensure_control_topic(&options.prefix, options.replication)?;
+    let existed = cluster.create_topics(&planned.to_create, options.replication)?;
+    if !existed.is_empty() {
+        // Created meanwhile by someone else, with counts of their choosing: check the joins
+        // again against what the cluster has now.
+        let current = cluster.topics()?;
+        let mismatched: Vec<String> = planned
+            .runnable
+            .iter()
+            .flat_map(|p| p.check_copartitioning(|t| current.get(t).copied()))
+            .map(|e| copartition_problem(&e))
+            .collect();
+        if !mismatched.is_empty() {
+            return Err(KafkaError::Deploy(mismatched.join("\n")));
+        }
+    }
+    report.created_topics = planned.to_create.iter().map(|t| t.name.clone()).collect();
+    for (group, topics) in &planned.groups {
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        cluster.start_group_at_end(group, &topics, &existing)?;
+    }
+    let records = planned.records.iter().map(json_record).collect::<Result<Vec<_>, _>>()?;
     if !records.is_empty() {
         cluster.publish(&options.prefix, &records)?;
     }
@@ -959,4 +1034,152 @@ fn load_and_check(model: &ModelPlan, server: &ServerPlan, endpoint: &super::plac
         Err(e) => format!("readiness unknown: {e}"),
     });
     notes.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILES: &str = r#"
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata: {name: a}
+spec: {storageUri: "flowc://add10"}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata: {name: b}
+spec: {storageUri: "flowc://mul10"}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: p}
+spec:
+  steps:
+    - name: a
+    - name: b
+    - name: j
+      inputs: [a, b]
+  output: {steps: [j]}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata: {name: j}
+spec: {storageUri: "flowc://add10"}
+"#;
+
+    fn compiled(yaml: &str) -> Plan {
+        let mut sources = flowc_compiler::SourceMap::new();
+        sources.add("p.yaml", yaml.to_string());
+        flowc_compiler::compile(&sources, &flowc_compiler::CompileOptions::default())
+            .plan
+            .expect("compiles")
+    }
+
+    fn options() -> ApplyOptions {
+        ApplyOptions {
+            prefix: "seldon".into(),
+            partitions: 3,
+            replication: 1,
+            dry_run: false,
+            gateway_url: "http://127.0.0.1:9010".into(),
+            drain: DEFAULT_DRAIN,
+            guarantee: None,
+        }
+    }
+
+    /// What a cluster holds after `planned` was carried out.
+    fn after(planned: &ApplyPlan, mut existing: BTreeMap<String, i32>) -> (Deployments, BTreeMap<String, i32>) {
+        let deployed = planned.records.iter().map(|d| (d.key(), d.clone())).collect();
+        for t in &planned.to_create {
+            existing.insert(t.name.clone(), t.partitions);
+        }
+        (deployed, existing)
+    }
+
+    #[test]
+    fn a_first_apply_creates_everything_and_a_second_changes_nothing() {
+        let plan = compiled(FILES);
+        let first = plan_apply(&plan, &options(), &Deployments::new(), &BTreeMap::new(), 1_000).expect("accepted");
+        assert_eq!(first.records.len(), 4, "three models and the pipeline");
+        assert!(first.to_create.iter().all(|t| t.partitions == 3));
+        assert!(first
+            .to_create
+            .iter()
+            .any(|t| t.name == "seldon.default.pipeline.p.inputs" && !t.compacted));
+        assert!(first
+            .to_create
+            .iter()
+            .any(|t| t.name.ends_with("join-changelog") && t.compacted));
+        assert_eq!(first.groups.len(), plan.pipelines[0].sub_topologies.len());
+        assert!(first.lines[0].starts_with("pipeline p: create ("), "{:?}", first.lines);
+        assert!(first.model_verbs.iter().all(|(_, verb)| *verb == "create"));
+
+        let (deployed, existing) = after(&first, BTreeMap::new());
+        let second = plan_apply(&plan, &options(), &deployed, &existing, 2_000).expect("accepted");
+        assert!(second.records.is_empty() && second.to_create.is_empty() && second.groups.is_empty());
+        assert_eq!(
+            second.lines,
+            [format!("pipeline p: unchanged ({})", plan.pipelines[0].fingerprint)]
+        );
+        assert!(second.model_verbs.iter().all(|(_, verb)| *verb == "unchanged"));
+    }
+
+    #[test]
+    fn a_changed_pipeline_is_a_new_version_with_its_diff() {
+        let plan = compiled(FILES);
+        let first = plan_apply(&plan, &options(), &Deployments::new(), &BTreeMap::new(), 1_000).expect("accepted");
+        let (deployed, existing) = after(&first, BTreeMap::new());
+        let changed = compiled(&FILES.replace("inputs: [a, b]", "inputs: [a, b]\n      joinWindowMs: 5000"));
+        let second = plan_apply(&changed, &options(), &deployed, &existing, 2_000).expect("accepted");
+        assert!(second.lines[0].contains("(version 1 -> 2)"), "{:?}", second.lines);
+        assert!(
+            second
+                .lines
+                .iter()
+                .any(|l| l.starts_with("  ~ sub-topology j (changed")),
+            "{:?}",
+            second.lines
+        );
+        let Some(Deployment::Pipeline(d)) = second.records.iter().find(|d| matches!(d, Deployment::Pipeline(_))) else {
+            panic!("no pipeline record: {:?}", second.records);
+        };
+        assert_eq!(d.version, 2);
+        assert_eq!(d.since.get("j"), Some(&2), "the changed join runs anew: {:?}", d.since);
+        // The changed sub-topology gets a group and changelog of its own.
+        assert!(
+            second.groups.iter().any(|(g, _)| g.ends_with(".j.v2")),
+            "{:?}",
+            second.groups
+        );
+        assert!(
+            second.to_create.iter().any(|t| t.name.contains(".j.v2.")),
+            "{:?}",
+            second.to_create
+        );
+    }
+
+    #[test]
+    fn refusals_name_every_problem() {
+        let plan = compiled(&FILES.replace(
+            "metadata: {name: b}\nspec: {storageUri: \"flowc://mul10\"}",
+            "metadata: {name: c}\nspec: {storageUri: \"flowc://mul10\"}",
+        ));
+        // Joined topics that exist with different counts, and a model nobody deploys.
+        let existing: BTreeMap<String, i32> = [
+            ("seldon.default.model.a.outputs".to_string(), 2),
+            ("seldon.default.model.b.outputs".to_string(), 4),
+        ]
+        .into();
+        let refusals = plan_apply(&plan, &options(), &Deployments::new(), &existing, 1_000).expect_err("refused");
+        assert!(refusals.contains(&Refusal::ModelMissing {
+            pipeline: "p".into(),
+            model: "b".into()
+        }));
+        assert!(
+            refusals.iter().any(|r| matches!(r, Refusal::Copartition(t) if t.contains("model.a.outputs has 2") && t.contains("model.b.outputs has 4"))),
+            "{refusals:?}"
+        );
+        assert!(refusals[0].to_string().contains("neither in these files nor deployed"));
+    }
 }
