@@ -16,6 +16,27 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A reused target dir keeps every earlier build's test binaries (hundreds of MB each; tens of
+# GB after a day of work): keep only the newest of each, and drop incremental caches.
+if [ -d "$CARGO_TARGET_DIR/debug/deps" ]; then
+    python3 - "$CARGO_TARGET_DIR/debug/deps" <<'PY'
+import os, re, sys
+from collections import defaultdict
+deps = sys.argv[1]
+groups = defaultdict(list)
+for f in os.listdir(deps):
+    path = os.path.join(deps, f)
+    m = re.fullmatch(r"(.+)-[0-9a-f]{16}", f)
+    if m and os.path.isfile(path) and os.access(path, os.X_OK):
+        groups[m.group(1)].append(path)
+for paths in groups.values():
+    paths.sort(key=os.path.getmtime, reverse=True)
+    for stale in paths[1:]:
+        os.remove(stale)
+PY
+    rm -rf "$CARGO_TARGET_DIR/debug/incremental"
+fi
+
 step "build dependencies (system packages)"
 ./scripts/setup-build-deps.sh
 
