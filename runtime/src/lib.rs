@@ -25,6 +25,8 @@ pub mod request_id;
 pub mod state;
 pub mod task;
 pub mod tensor;
+#[cfg(test)]
+mod test_fixtures;
 pub mod trace;
 
 pub mod proto {

@@ -1039,42 +1039,7 @@ fn load_and_check(model: &ModelPlan, server: &ServerPlan, endpoint: &super::plac
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const FILES: &str = r#"
-apiVersion: mlops.seldon.io/v1alpha1
-kind: Model
-metadata: {name: a}
-spec: {storageUri: "flowc://add10"}
----
-apiVersion: mlops.seldon.io/v1alpha1
-kind: Model
-metadata: {name: b}
-spec: {storageUri: "flowc://mul10"}
----
-apiVersion: mlops.seldon.io/v1alpha1
-kind: Pipeline
-metadata: {name: p}
-spec:
-  steps:
-    - name: a
-    - name: b
-    - name: j
-      inputs: [a, b]
-  output: {steps: [j]}
----
-apiVersion: mlops.seldon.io/v1alpha1
-kind: Model
-metadata: {name: j}
-spec: {storageUri: "flowc://add10"}
-"#;
-
-    fn compiled(yaml: &str) -> Plan {
-        let mut sources = flowc_compiler::SourceMap::new();
-        sources.add("p.yaml", yaml.to_string());
-        flowc_compiler::compile(&sources, &flowc_compiler::CompileOptions::default())
-            .plan
-            .expect("compiles")
-    }
+    use crate::test_fixtures::{compiled, join_with_window, JOIN as FILES};
 
     fn options() -> ApplyOptions {
         ApplyOptions {
@@ -1130,7 +1095,7 @@ spec: {storageUri: "flowc://add10"}
         let plan = compiled(FILES);
         let first = plan_apply(&plan, &options(), &Deployments::new(), &BTreeMap::new(), 1_000).expect("accepted");
         let (deployed, existing) = after(&first, BTreeMap::new());
-        let changed = compiled(&FILES.replace("inputs: [a, b]", "inputs: [a, b]\n      joinWindowMs: 5000"));
+        let changed = compiled(&join_with_window(5000));
         let second = plan_apply(&changed, &options(), &deployed, &existing, 2_000).expect("accepted");
         assert!(second.lines[0].contains("(version 1 -> 2)"), "{:?}", second.lines);
         assert!(

@@ -966,41 +966,9 @@ mod tests {
 
     /// A pipeline joining two steps' outputs in a 5 s window.
     fn joining_plan() -> PipelinePlan {
-        let mut sources = flowc_compiler::SourceMap::new();
-        sources.add(
-            "j.yaml",
-            r#"
-apiVersion: mlops.seldon.io/v1alpha1
-kind: Model
-metadata: {name: a}
-spec: {storageUri: "flowc://add10"}
----
-apiVersion: mlops.seldon.io/v1alpha1
-kind: Model
-metadata: {name: b}
-spec: {storageUri: "flowc://mul10"}
----
-apiVersion: mlops.seldon.io/v1alpha1
-kind: Model
-metadata: {name: c}
-spec: {storageUri: "flowc://add10"}
----
-apiVersion: mlops.seldon.io/v1alpha1
-kind: Pipeline
-metadata: {name: j}
-spec:
-  steps:
-    - name: a
-    - name: b
-    - name: c
-      inputs: [a, b]
-      joinWindowMs: 5000
-  output: {steps: [c]}
-"#
-            .to_string(),
-        );
-        let compiled = flowc_compiler::compile(&sources, &flowc_compiler::CompileOptions::default());
-        compiled.plan.expect("compiles").pipelines.remove(0)
+        crate::test_fixtures::compiled(&crate::test_fixtures::join_with_window(5000))
+            .pipelines
+            .remove(0)
     }
 
     #[test]
@@ -1013,7 +981,7 @@ spec:
         assert!(joins >= 5_000, "the join window counts: {joins}");
         let expected = Some((Some(at - CLOCK_SKEW_MS), Some(at + 30_000 + joins + CLOCK_SKEW_MS)));
         // By raw id, by key, and by key of another partition: the same window.
-        for given in [id.clone(), format!("3.j.{id}")] {
+        for given in [id.clone(), format!("3.p.{id}")] {
             assert_eq!(
                 search_window(&plan, &options(Some(&given)), now),
                 (expected, Some(at)),
