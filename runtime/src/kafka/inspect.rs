@@ -392,7 +392,16 @@ fn windows_ms(plan: &PipelinePlan) -> i64 {
 /// range holds all of them. Other ids read every retained record, unless `--since`/`--until`
 /// bound it.
 pub fn inspect(config: &KafkaConfig, selector: &Selector, options: &InspectOptions) -> Result<Inspection, KafkaError> {
+    // The clients that look offsets up and read connect while the deployment log is read:
+    // connecting is most of a lookup's fixed cost.
+    let warming = {
+        let config = config.clone();
+        std::thread::spawn(move || warm_consumers(&config, READERS + 1))
+    };
     let plan = deployed_plan(config, selector, options)?;
+    let mut consumers = warming
+        .join()
+        .map_err(|_| KafkaError::Deploy("connecting inspect's readers panicked".into()))??;
     let names = TopicNames::new(&options.prefix, &options.namespace);
     let slots = slots(&plan, &names, selector).map_err(KafkaError::Deploy)?;
     let deadline = Instant::now() + options.timeout;
@@ -412,7 +421,8 @@ pub fn inspect(config: &KafkaConfig, selector: &Selector, options: &InspectOptio
         .as_deref()
         .and_then(parse_gateway_key)
         .map(|(p, _, _)| p);
-    let ranges = plan_ranges(config, &topics, options, window, partition)?;
+    let lookup = consumers.pop().expect("READERS + 1 consumers");
+    let ranges = plan_ranges(config, &lookup, &topics, options, window, partition)?;
     let searched = Searched {
         records: ranges.iter().map(|r| (r.to - r.from).max(0)).sum(),
         partitions: ranges.len(),
@@ -426,7 +436,7 @@ pub fn inspect(config: &KafkaConfig, selector: &Selector, options: &InspectOptio
             searched.records
         );
     }
-    let read = read_ranges(config, ranges, deadline)?;
+    let read = read_ranges(config, consumers, ranges, deadline)?;
     let mut shown = Vec::new();
     for slot in &slots {
         let mut records: Vec<&Raw> = read
@@ -539,12 +549,12 @@ struct Range {
 /// key's) narrows each topic to that partition, clamped to its count as the hops clamp it.
 fn plan_ranges(
     config: &KafkaConfig,
+    consumer: &BaseConsumer,
     topics: &[String],
     options: &InspectOptions,
     window: Option<Window>,
     partition: Option<i64>,
 ) -> Result<Vec<Range>, KafkaError> {
-    let consumer: BaseConsumer = config.reader().create()?;
     let unreachable = |e| KafkaError::unreachable(config, "reading the pipeline's topics", e);
     let metadata = consumer.fetch_metadata(None, config.timeout).map_err(unreachable)?;
     let mut wanted: Vec<(String, i32)> = Vec::new();
@@ -566,7 +576,7 @@ fn plan_ranges(
     let (since, until) = window.unwrap_or((None, None));
     let (lows, highs, from_time, to_time) = std::thread::scope(|scope| {
         let ask = |at: Option<Offset>| {
-            let (consumer, wanted) = (&consumer, &wanted);
+            let wanted = &wanted;
             scope.spawn(move || at.and_then(|at| list_offsets(consumer, wanted, at, config.timeout)))
         };
         let handles = [
@@ -648,6 +658,30 @@ fn list_offsets(
     )
 }
 
+/// `n` reader clients, each connected (a metadata request answered), made at once on threads.
+fn warm_consumers(config: &KafkaConfig, n: usize) -> Result<Vec<BaseConsumer>, KafkaError> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                scope.spawn(|| -> Result<BaseConsumer, KafkaError> {
+                    let consumer: BaseConsumer = config.reader().create()?;
+                    consumer
+                        .fetch_metadata(None, config.timeout)
+                        .map_err(|e| KafkaError::unreachable(config, "reading the pipeline's topics", e))?;
+                    Ok(consumer)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(KafkaError::Deploy("connecting an inspect reader panicked".into())))
+            })
+            .collect()
+    })
+}
+
 /// Consumers reading in parallel at most: the reads are I/O and decoding bound, and each
 /// consumer is a connection and a few threads of librdkafka's.
 const READERS: usize = 4;
@@ -657,10 +691,11 @@ const READERS: usize = 4;
 /// see `restore::read_changelog_from`) on until polls find nothing.
 fn read_ranges(
     config: &KafkaConfig,
+    consumers: Vec<BaseConsumer>,
     ranges: Vec<Range>,
     deadline: Instant,
 ) -> Result<BTreeMap<String, Vec<Raw>>, KafkaError> {
-    let readers = ranges.len().min(READERS);
+    let readers = ranges.len().min(consumers.len());
     if readers == 0 {
         return Ok(BTreeMap::new());
     }
@@ -679,7 +714,8 @@ fn read_ranges(
     let results: Vec<Result<Vec<(String, Raw)>, KafkaError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = shares
             .into_iter()
-            .map(|(_, share)| scope.spawn(move || read_share(config, &share, deadline)))
+            .zip(consumers)
+            .map(|((_, share), consumer)| scope.spawn(move || read_share(config, consumer, &share, deadline)))
             .collect();
         handles
             .into_iter()
@@ -699,8 +735,12 @@ fn read_ranges(
 }
 
 /// One reader's ranges, with a consumer of its own.
-fn read_share(config: &KafkaConfig, share: &[Range], deadline: Instant) -> Result<Vec<(String, Raw)>, KafkaError> {
-    let consumer: BaseConsumer = config.reader().create()?;
+fn read_share(
+    config: &KafkaConfig,
+    consumer: BaseConsumer,
+    share: &[Range],
+    deadline: Instant,
+) -> Result<Vec<(String, Raw)>, KafkaError> {
     let mut tpl = TopicPartitionList::new();
     let mut position: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
