@@ -39,7 +39,7 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use flowc_compiler::plan::{PipelinePlan, Plan};
 use flowc_compiler::{compile_str, CompileOptions};
 use flowc_runtime::driver::{FnModels, StoreKind, TestDriver};
-use flowc_runtime::operator::BuildEnv;
+use flowc_runtime::ops::BuildEnv;
 use flowc_runtime::proto::inference::model_infer_request::InferInputTensor;
 use flowc_runtime::proto::inference::model_infer_response::InferOutputTensor;
 use flowc_runtime::proto::inference::{InferTensorContents, ModelInferRequest, ModelInferResponse};

@@ -16,7 +16,8 @@ use bytes::Bytes;
 use flowc_plan::{Plan, Role};
 use prost::Message;
 
-use crate::operator::{BuildEnv, ModelBackend};
+use crate::operator::ModelBackend;
+use crate::ops::BuildEnv;
 use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
 use crate::record::{header, Headers, Record};
 use crate::state::{ChangelogRecord, MemStore, RocksState, StateError, StateStore};

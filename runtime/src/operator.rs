@@ -1,12 +1,11 @@
-//! The operator interface and the one registry that rebuilds every operator from the plan
-//! (as Arroyo's workers do): `build_operator` is the only place that maps an [`Op`] to code.
+//! The operator interface: the [`Operator`] trait, its context [`Ctx`] (store, outputs,
+//! changelog) and the model backend operators call. The one registry that rebuilds every
+//! operator from the plan (as Arroyo's workers do) is `ops::build_operator`: operators depend
+//! on this module, never the other way round.
 
-use std::sync::Arc;
-
-use flowc_plan::{Node, Op, Port};
+use flowc_plan::Port;
 
 use crate::envelope::Envelope;
-use crate::ops;
 use crate::record::Record;
 use crate::state::{ChangelogRecord, Entry, StateError, StateStore};
 
@@ -173,71 +172,4 @@ pub trait Operator: Send {
     fn punctuate(&mut self, _ctx: &mut Ctx<'_>) -> Result<(), OpError> {
         Ok(())
     }
-}
-
-/// What building an operator may need beyond its node.
-pub struct BuildEnv<'a> {
-    /// The pipeline the sub-topology belongs to (error records name it).
-    pub pipeline: &'a str,
-    /// Partition count of a topic (sinks keep partitions, §4.2).
-    pub partitions: &'a dyn Fn(&str) -> i32,
-    /// How model calls are made; `None` where this process does not run models.
-    pub models: Option<Arc<dyn ModelBackend>>,
-}
-
-/// The registry: an operator for every kind of plan node.
-pub fn build_operator(node: &Node, env: &BuildEnv<'_>) -> Result<Box<dyn Operator>, BuildError> {
-    let fail = |reason: &str| BuildError::Node {
-        node: node.name.clone(),
-        reason: reason.to_string(),
-    };
-    Ok(match &node.op {
-        Op::Source { payload, pipeline, .. } => Box::new(ops::Source::new(*payload, pipeline.clone())),
-        Op::Select {
-            tensors,
-            renames,
-            from,
-            to,
-        } => Box::new(ops::Select::new(tensors, renames, *from, *to)),
-        Op::Join {
-            join_type,
-            window_ms,
-            inputs,
-            ..
-        } => Box::new(ops::Join::new(*join_type, *window_ms, *inputs)),
-        Op::TriggerMatch { tensors } => Box::new(ops::TriggerMatch::new(tensors)),
-        Op::TriggerGate {
-            join_type,
-            window_ms,
-            triggers,
-            ..
-        } => Box::new(ops::TriggerGate::new(*join_type, *window_ms, *triggers)),
-        Op::CycleGuard { max_visits, .. } => {
-            let step = node.name.split('/').next().unwrap_or(&node.name);
-            Box::new(ops::CycleGuard::new(*max_visits, env.pipeline, step))
-        }
-        Op::Batch {
-            size,
-            window_ms,
-            rolling,
-            ..
-        } => Box::new(ops::Batch::new(*size, *window_ms, *rolling)),
-        Op::ModelCall { model } => {
-            let backend = env
-                .models
-                .clone()
-                .ok_or_else(|| fail("no model backend to call models with"))?;
-            Box::new(ops::ModelCall::new(model, backend))
-        }
-        Op::Sink {
-            topic,
-            payload,
-            pipeline,
-        } => Box::new(ops::Sink::new(
-            topic,
-            *payload,
-            pipeline.clone(),
-            (env.partitions)(topic),
-        )),
-    })
 }

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, VecDeque};
 use flowc_plan::{Op, PipelinePlan, Port, SubTopology, TopicRole};
 
 use crate::envelope::Envelope;
-use crate::operator::{build_operator, BuildEnv, BuildError, Ctx, OpError, Operator, Out};
+use crate::operator::{BuildError, Ctx, OpError, Operator, Out};
+use crate::ops::{build_operator, BuildEnv};
 use crate::record::{error_record, step_headers, Record};
 use crate::state::{ChangelogRecord, StateError, StateStore};
 

@@ -1,4 +1,5 @@
-//! The operators, one per kind of plan node (see `operator::build_operator`).
+//! The operators, one per kind of plan node, and their registry ([`build_operator`]).
+//! Operators depend on `operator` (the trait, `Ctx`); `operator` depends on none of them.
 //!
 //! Stateful operators keep their state in the task's store for their node, keyed by the
 //! request key (the batch keeps one entry per task), as protobuf messages (`state.rs` below).
@@ -19,8 +20,12 @@ pub use join::Join;
 pub use select::Select;
 pub use trigger::{CycleGuard, TriggerGate, TriggerMatch};
 
+use std::sync::Arc;
+
+use flowc_plan::{Node, Op};
+
 use crate::envelope::{Envelope, Payload};
-use crate::operator::OpError;
+use crate::operator::{BuildError, ModelBackend, OpError, Operator};
 use crate::tensor::InferMessage;
 
 /// Decodes a request or response for merging.
@@ -38,4 +43,66 @@ pub(crate) fn payload_like(like: &Payload, message: &InferMessage) -> Result<Pay
         Payload::Response(_) => Ok(Payload::Response(message.to_response()?)),
         _ => Ok(Payload::Request(message.to_request()?)),
     }
+}
+
+/// What building an operator may need beyond its node.
+pub struct BuildEnv<'a> {
+    /// The pipeline the sub-topology belongs to (error records name it).
+    pub pipeline: &'a str,
+    /// Partition count of a topic (sinks keep partitions, §4.2).
+    pub partitions: &'a dyn Fn(&str) -> i32,
+    /// How model calls are made; `None` where this process does not run models.
+    pub models: Option<Arc<dyn ModelBackend>>,
+}
+
+/// The registry: an operator for every kind of plan node.
+pub fn build_operator(node: &Node, env: &BuildEnv<'_>) -> Result<Box<dyn Operator>, BuildError> {
+    let fail = |reason: &str| BuildError::Node {
+        node: node.name.clone(),
+        reason: reason.to_string(),
+    };
+    Ok(match &node.op {
+        Op::Source { payload, pipeline, .. } => Box::new(Source::new(*payload, pipeline.clone())),
+        Op::Select {
+            tensors,
+            renames,
+            from,
+            to,
+        } => Box::new(Select::new(tensors, renames, *from, *to)),
+        Op::Join {
+            join_type,
+            window_ms,
+            inputs,
+            ..
+        } => Box::new(Join::new(*join_type, *window_ms, *inputs)),
+        Op::TriggerMatch { tensors } => Box::new(TriggerMatch::new(tensors)),
+        Op::TriggerGate {
+            join_type,
+            window_ms,
+            triggers,
+            ..
+        } => Box::new(TriggerGate::new(*join_type, *window_ms, *triggers)),
+        Op::CycleGuard { max_visits, .. } => {
+            let step = node.name.split('/').next().unwrap_or(&node.name);
+            Box::new(CycleGuard::new(*max_visits, env.pipeline, step))
+        }
+        Op::Batch {
+            size,
+            window_ms,
+            rolling,
+            ..
+        } => Box::new(Batch::new(*size, *window_ms, *rolling)),
+        Op::ModelCall { model } => {
+            let backend = env
+                .models
+                .clone()
+                .ok_or_else(|| fail("no model backend to call models with"))?;
+            Box::new(ModelCall::new(model, backend))
+        }
+        Op::Sink {
+            topic,
+            payload,
+            pipeline,
+        } => Box::new(Sink::new(topic, *payload, pipeline.clone(), (env.partitions)(topic))),
+    })
 }
