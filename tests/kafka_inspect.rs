@@ -319,6 +319,16 @@ fn gateway_requests_are_found_by_their_time_and_follow_streams_them() {
         assert!(log.contains(&format!("{slot} | key {last} ")), "{slot}:\n{log}");
     }
     assert!(log.contains("    OUTPUT0 INT32 [1, 16] = ["), "{log}");
-    let shown: Vec<&str> = log.lines().filter(|l| l.contains(&last)).collect();
+    // The last request's records as --follow printed them, each with its tensor lines.
+    let mut shown = Vec::new();
+    let mut in_last = false;
+    for line in log.lines() {
+        if !line.starts_with(' ') {
+            in_last = line.contains(&format!("| key {last} "));
+        }
+        if in_last {
+            shown.push(line);
+        }
+    }
     eprintln!("--follow on {last}:\n{}", shown.join("\n"));
 }
