@@ -113,14 +113,15 @@ pub fn system_time(ms: i64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)
 }
 
-/// The child span of a record's `traceparent`, for a model call's request header.
-pub fn child_of(headers: &[(String, Vec<u8>)]) -> Option<TraceParent> {
+/// A record's `traceparent` and a child span of it, for a model call's request header (the
+/// parent for the call's span).
+pub fn child_of(headers: &[(String, Vec<u8>)]) -> Option<(TraceParent, TraceParent)> {
     headers
         .iter()
         .find(|(k, _)| k == header::TRACEPARENT)
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
         .and_then(TraceParent::parse)
-        .map(|p| p.child())
+        .map(|p| (p, p.child()))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use super::control::ControlReader;
 use super::KafkaError;
 use crate::json::tensor_to_json;
 use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
-use crate::record::{header, parse_gateway_key};
+use crate::record::{header, output_partition, parse_gateway_key};
 use crate::tensor::{InferMessage, Tensor};
 
 /// What `inspect` looks at: `P`, `P.S`, `P.S.inputs`, `P.S.outputs[.T]`, `P.S.inputs.T`,
@@ -251,17 +251,11 @@ pub fn follow(
     let names = TopicNames::new(&options.prefix, &options.namespace);
     let slots = slots(&plan, &names, selector).map_err(KafkaError::Deploy)?;
     let consumer: BaseConsumer = config.reader().create()?;
-    let unreachable = |e| KafkaError::unreachable(config, "reading the pipeline's topics", e);
-    let metadata = consumer.fetch_metadata(None, config.timeout).map_err(unreachable)?;
+    let counts = partition_counts(config, &consumer)?;
     let mut tpl = TopicPartitionList::new();
     for slot in &slots {
         if tpl.elements_for_topic(&slot.topic).is_empty() {
-            let count = metadata
-                .topics()
-                .iter()
-                .find(|t| t.name() == slot.topic)
-                .map_or(0, |t| t.partitions().len() as i32);
-            for p in 0..count {
+            for p in 0..counts.get(&slot.topic).copied().unwrap_or(0) {
                 tpl.add_partition_offset(&slot.topic, p, Offset::End)?;
             }
         }
@@ -274,17 +268,8 @@ pub fn follow(
         };
         let m = m?;
         let raw = Raw::of(&m);
-        if !raw
-            .headers
-            .iter()
-            .any(|(k, v)| k == header::PIPELINE && *v == plan.name)
-        {
+        if !raw.is_of(&plan.name, options.request_id.as_deref()) {
             continue;
-        }
-        if let Some(id) = options.request_id.as_deref() {
-            if !matches_request(&raw.key, &raw.headers, id) {
-                continue;
-            }
         }
         for slot in slots.iter().filter(|s| s.topic == m.topic()) {
             each(decode(slot, &raw, tensor));
@@ -387,10 +372,10 @@ fn windows_ms(plan: &PipelinePlan) -> i64 {
 /// With a request id that carries its time (the gateway's, `request_id`), only the records
 /// written around that time are read: each partition from the first offset at or after the
 /// time minus a margin (`offsets_for_times`) to the first at or after the end of the
-/// request's window. Records keep their request's timestamp at every hop (§4.2), and a
-/// record stamped after the window was written after every record of the request, so the
-/// range holds all of them. Other ids read every retained record, unless `--since`/`--until`
-/// bound it.
+/// request's window. Records are stamped with the time they are written (workers set no
+/// timestamp), and a record stamped after the window was written after every record of the
+/// request, so the range holds all of them. Other ids read every retained record, unless
+/// `--since`/`--until` bound it.
 pub fn inspect(config: &KafkaConfig, selector: &Selector, options: &InspectOptions) -> Result<Inspection, KafkaError> {
     // The clients that look offsets up and read connect while the deployment log is read:
     // connecting is most of a lookup's fixed cost.
@@ -416,13 +401,12 @@ pub fn inspect(config: &KafkaConfig, selector: &Selector, options: &InspectOptio
         .then_some((options.since_ms, options.until_ms));
     let window = window.filter(|_| exact);
     // A gateway key names its partition; every hop keeps it (§4.2).
-    let partition = options
+    let gateway_key = options
         .request_id
         .as_deref()
-        .and_then(parse_gateway_key)
-        .map(|(p, _, _)| p);
+        .filter(|id| parse_gateway_key(id).is_some());
     let lookup = consumers.pop().expect("READERS + 1 consumers");
-    let ranges = plan_ranges(config, &lookup, &topics, options, window, partition)?;
+    let ranges = plan_ranges(config, &lookup, &topics, options, window, gateway_key)?;
     let searched = Searched {
         records: ranges.iter().map(|r| (r.to - r.from).max(0)).sum(),
         partitions: ranges.len(),
@@ -444,18 +428,11 @@ pub fn inspect(config: &KafkaConfig, selector: &Selector, options: &InspectOptio
             .map(Vec::as_slice)
             .unwrap_or_default()
             .iter()
-            // Only this pipeline's records; those without the header are skipped.
-            .filter(|r| r.headers.iter().any(|(k, v)| k == header::PIPELINE && *v == plan.name))
+            .filter(|r| r.is_of(&plan.name, options.request_id.as_deref()))
             .filter(|r| {
                 by_timestamp.is_none_or(|(since, until)| {
                     since.is_none_or(|s| r.timestamp_ms >= s) && until.is_none_or(|u| r.timestamp_ms < u)
                 })
-            })
-            .filter(|r| {
-                options
-                    .request_id
-                    .as_deref()
-                    .is_none_or(|id| matches_request(&r.key, &r.headers, id))
             })
             .collect();
         records.sort_by_key(|r| (r.timestamp_ms, r.partition, r.offset));
@@ -481,6 +458,13 @@ struct Raw {
 }
 
 impl Raw {
+    /// Whether the record is `pipeline`'s (its `pipeline` header; records without one are
+    /// skipped) and, with a request id, that request's.
+    fn is_of(&self, pipeline: &str, request_id: Option<&str>) -> bool {
+        self.headers.iter().any(|(k, v)| k == header::PIPELINE && v == pipeline)
+            && request_id.is_none_or(|id| matches_request(&self.key, &self.headers, id))
+    }
+
     fn of<M: rdkafka::message::Message>(m: &M) -> Raw {
         Raw {
             partition: m.partition(),
@@ -534,6 +518,18 @@ fn decode(slot: &Slot, r: &Raw, tensor: Option<&str>) -> Shown {
     }
 }
 
+/// Every topic's partition count, from one metadata request.
+fn partition_counts(config: &KafkaConfig, consumer: &BaseConsumer) -> Result<BTreeMap<String, i32>, KafkaError> {
+    let metadata = consumer
+        .fetch_metadata(None, config.timeout)
+        .map_err(|e| KafkaError::unreachable(config, "reading the pipeline's topics", e))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+        .collect())
+}
+
 /// One partition's offsets to read: `from` up to (not including) `to`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Range {
@@ -545,26 +541,23 @@ struct Range {
 
 /// The offsets to read per partition of `topics`: the last `count` records each without a
 /// request id; with one, the offsets written within `window` (by `offsets_for_times`, one
-/// request for all partitions per bound), or everything retained. `partition` (a gateway
-/// key's) narrows each topic to that partition, clamped to its count as the hops clamp it.
+/// request for all partitions per bound), or everything retained. A gateway key narrows each
+/// topic to the partition its hops write it to.
 fn plan_ranges(
     config: &KafkaConfig,
     consumer: &BaseConsumer,
     topics: &[String],
     options: &InspectOptions,
     window: Option<Window>,
-    partition: Option<i64>,
+    gateway_key: Option<&str>,
 ) -> Result<Vec<Range>, KafkaError> {
     let unreachable = |e| KafkaError::unreachable(config, "reading the pipeline's topics", e);
-    let metadata = consumer.fetch_metadata(None, config.timeout).map_err(unreachable)?;
+    let counts = partition_counts(config, consumer)?;
     let mut wanted: Vec<(String, i32)> = Vec::new();
     for topic in topics {
-        let count = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map_or(0, |t| t.partitions().len() as i32);
-        let only = partition.map(|p| p.clamp(0, i64::from(count.max(1) - 1)) as i32);
+        let count = counts.get(topic).copied().unwrap_or(0);
+        // The partition every hop writes a gateway key's records to (§4.2).
+        let only = gateway_key.map(|key| output_partition(key, 0, count));
         wanted.extend(
             (0..count)
                 .filter(|p| only.is_none_or(|o| o == *p))

@@ -137,8 +137,9 @@ impl Operator for ModelCall {
         };
         request.model_name.clone_from(&self.model);
         // The call is a span of the request's trace; the model server gets its traceparent.
-        let mut traced: Vec<(String, String)> = crate::trace::child_of(&envelope.headers)
-            .map(|tp| vec![(header::TRACEPARENT.to_string(), tp.to_string())])
+        let call_span = crate::trace::child_of(&envelope.headers);
+        let mut traced: Vec<(String, String)> = call_span
+            .map(|(_, call)| vec![(header::TRACEPARENT.to_string(), call.to_string())])
             .unwrap_or_default();
         // A request nobody waits for any more is not sent (§10); the backend stops retrying an
         // unreachable server at the deadline too.
@@ -165,27 +166,18 @@ impl Operator for ModelCall {
         let began = std::time::SystemTime::now();
         let answer = self.backend.call_with_headers(&self.model, request, &traced);
         self.seconds.observe(started.elapsed().as_secs_f64());
-        if crate::otlp::enabled() {
-            let parent = envelope
-                .header(header::TRACEPARENT)
-                .and_then(crate::trace::TraceParent::parse);
-            let call = traced
-                .iter()
-                .find(|(k, _)| k == header::TRACEPARENT)
-                .and_then(|(_, v)| crate::trace::TraceParent::parse(v));
-            if let (Some(parent), Some(call)) = (parent, call) {
-                crate::otlp::record(crate::otlp::Span {
-                    name: format!("call {}", self.model),
-                    kind: crate::otlp::Kind::Client,
-                    ids: call,
-                    parent: Some(parent.span_id),
-                    remote_parent: true,
-                    start: began,
-                    end: std::time::SystemTime::now(),
-                    attributes: vec![("flowc.model", self.model.clone())],
-                    error: answer.as_ref().err().map(|e| format!("{e:?}")),
-                });
-            }
+        if let Some((parent, call)) = call_span.filter(|_| crate::otlp::enabled()) {
+            crate::otlp::record(crate::otlp::Span {
+                name: format!("call {}", self.model),
+                kind: crate::otlp::Kind::Client,
+                ids: call,
+                parent: Some(parent.span_id),
+                remote_parent: true,
+                start: began,
+                end: std::time::SystemTime::now(),
+                attributes: vec![("flowc.model", self.model.clone())],
+                error: answer.as_ref().err().map(|e| format!("{e:?}")),
+            });
         }
         match &answer {
             Err(crate::operator::ModelCallError::Failed(_)) => self.failed.inc(),
