@@ -199,6 +199,7 @@ fn plan(t: &Topology, prefix: &str) -> Plan {
     sources.add(t.file, t.yaml.to_string());
     let options = CompileOptions {
         prefix: prefix.to_string(),
+        ..CompileOptions::default()
     };
     let mut plan = compile(&sources, &options).plan.expect("sample compiles");
     plan.models.clear();

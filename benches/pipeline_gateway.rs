@@ -32,7 +32,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use flowc_runtime::gateway::{Gateway, GatewayOptions};
 use flowc_runtime::model_rest::request_to_json;
 use flowc_runtime::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use prost::Message as _;
@@ -51,28 +50,8 @@ fn main() {
 
     let bench = common::Bench::start();
     let (bootstrap, rt, models, config) = (bench.bootstrap.as_str(), &bench.rt, bench.models.clone(), &bench.config);
-    // The gateway, in process: its HTTP front on a free port, its consumer on a thread.
-    let gateway = rt
-        .block_on(async { Gateway::new(config, GatewayOptions::new("seldon", "default")) })
-        .unwrap();
-    let consumer = {
-        let g = gateway.clone();
-        std::thread::spawn(move || g.run_consumer().unwrap())
-    };
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    rt.spawn(flowc_runtime::gateway::http::serve(
-        listener,
-        gateway.clone(),
-        std::future::pending(),
-    ));
-    let grpc_listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let grpc_url = format!("http://{}", grpc_listener.local_addr().unwrap());
-    rt.spawn(flowc_runtime::gateway::grpc::serve(
-        grpc_listener,
-        gateway.clone(),
-        std::future::pending(),
-    ));
+    let fronts = common::InProcessGateway::start(rt, config);
+    let (base, grpc_url) = (fronts.http.clone(), fronts.grpc.clone());
     let infer = format!("{base}/v2/pipelines/bench/infer");
     let body = request_to_json(&common::request()).unwrap().to_string();
     let value = common::request().encode_to_vec();
@@ -178,9 +157,8 @@ fn main() {
     );
     println!("  raw pipe      {raw_rate:8.0} records/s   (goal: ratio >= 0.7)");
 
-    gateway.stop();
-    let _ = consumer.join();
+    fronts.stop();
     // Every client goes before the broker: one closing after it waits out its timeouts.
-    drop((hop, p, gateway));
+    drop((hop, p));
     bench.finish();
 }

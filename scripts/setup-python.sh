@@ -123,22 +123,11 @@ if ! "$PYTHON" -c 'import sys; sys.exit(not ((3, 9) <= sys.version_info[:2] < (3
     exit 1
 fi
 
-# No marker, or other pins: start over (a venv cannot be moved into place atomically, since its
-# scripts name their own path; the marker written last plays that part).
-rm -rf "$VENV"
-mkdir -p "$TOOLS_DIR"
-log "creating $VENV with $("$PYTHON" --version 2>&1)"
-"$PYTHON" -m venv "$VENV" >&2
-
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-printf '%s\n' "$REQUIREMENTS" >"$WORK/requirements.txt"
-printf '%s\n' "$CONSTRAINTS" >"$WORK/constraints.txt"
-
-log "installing $(echo "$REQUIREMENTS" | tr '\n' ' ')(wheels only)"
+# No marker, or other pins: start over.
 start=$SECONDS
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --only-binary :all: \
-    -r "$WORK/requirements.txt" -c "$WORK/constraints.txt" >&2
+# shellcheck source=scripts/venv-lib.sh
+. "$(dirname "$0")/venv-lib.sh"
+venv_build "$VENV" "$PYTHON" "$REQUIREMENTS" "$CONSTRAINTS"
 
 # Check the install: the runtime imports and the CLI runs.
 "$VENV/bin/python" -c 'import mlserver, mlserver_sklearn, sklearn; print("mlserver", mlserver.__version__, "scikit-learn", sklearn.__version__)' >&2

@@ -78,6 +78,14 @@ status=0
 step "cargo test (every broker test on Apache Kafka, one shared broker per test binary)"
 FLOWC_TEST_BROKER=kafka cargo test --workspace --locked --no-fail-fast 2>&1 | tee -a "$log" || status=1
 
+# Fused execution (§10) must answer as per-hop: the end-to-end suites again on Apache Kafka
+# with every pipeline applied `--execution fused` (SIGKILL fail-over, the ten-SIGKILL chaos test
+# of a join and a batch under both guarantees, and sync calls included).
+step "cargo test, fused execution (e2e, gateway, fail-over, ten-SIGKILL chaos, faults, inspect on Apache Kafka)"
+FLOWC_TEST_EXECUTION=fused FLOWC_TEST_BROKER=kafka cargo test --locked --no-fail-fast -p flowc --test kafka_e2e \
+    --test kafka_gateway --test kafka_failover --test kafka_exactly_once --test kafka_faults --test kafka_inspect 2>&1 \
+    | tee -a "$log" || status=1
+
 # tansu stays the embedded default of `flowc up` and the demo: the end-to-end examples, the
 # gateway, `up` and the broker probe run on it too.
 step "cargo test on tansu (smoke set: e2e, gateway, updates, inspect, up, broker probe)"

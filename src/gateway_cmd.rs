@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use flowc_runtime::gateway::{self, Gateway, GatewayOptions};
 use flowc_runtime::kafka::placement::PlacedModels;
 
-use crate::kafka_cmd::{model_backend, KafkaArgs};
+use crate::cli::{model_backend, KafkaArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -81,7 +81,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
         };
         tokio::select! {
-            _ = crate::model_server_cmd::shutdown_signal() => {}
+            _ = crate::cli::shutdown_signal() => {}
             _ = consumer_ended => {}
         }
         // A graceful stop: readiness says no at once, the listeners take no new connection,

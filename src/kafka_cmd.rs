@@ -7,42 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use flowc_runtime::kafka::{deploy, worker, KafkaConfig};
+use flowc_runtime::kafka::{deploy, worker};
 
-/// How to reach the broker. Any librdkafka property passes through.
-#[derive(clap::Args, Clone)]
-pub struct KafkaArgs {
-    /// Kafka bootstrap servers.
-    #[arg(long, short = 'b', env = "FLOWC_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
-    pub bootstrap_servers: String,
-    /// A librdkafka property, `key=value` (TLS, SASL, ...); repeatable; wins over the file.
-    #[arg(short = 'X', value_name = "KEY=VALUE")]
-    pub property: Vec<String>,
-    /// A properties file of librdkafka settings (`key=value` lines).
-    #[arg(long, env = "FLOWC_KAFKA_CONFIG")]
-    pub kafka_config: Option<PathBuf>,
-    /// Bound on each broker call, in milliseconds (an unreachable broker fails after it).
-    #[arg(long, default_value_t = 10_000)]
-    pub timeout_ms: u64,
-    /// Topic prefix (`<prefix>.<namespace>.model.<m>.inputs`).
-    #[arg(long, default_value = "seldon")]
-    pub prefix: String,
-}
-
-impl KafkaArgs {
-    pub fn config(&self) -> Result<KafkaConfig> {
-        let mut config = KafkaConfig::new(&self.bootstrap_servers);
-        config.timeout = Duration::from_millis(self.timeout_ms.max(100));
-        if let Some(path) = &self.kafka_config {
-            config.properties.extend(KafkaConfig::read_properties_file(path)?);
-        }
-        for p in &self.property {
-            config.properties.push(KafkaConfig::parse_property(p)?);
-        }
-        // A few defaults depend on the broker (tansu or Apache Kafka): ask it once.
-        Ok(config.detect_broker()?)
-    }
-}
+use crate::cli::{model_backend, KafkaArgs};
 
 #[derive(clap::Args)]
 pub struct ApplyArgs {
@@ -70,11 +37,13 @@ pub struct ApplyArgs {
     #[arg(long, value_parser = parse_guarantee)]
     pub processing_guarantee: Option<flowc_runtime::kafka::control::Guarantee>,
     #[command(flatten)]
+    pub execution: crate::cli::ExecutionArg,
+    #[command(flatten)]
     pub kafka: KafkaArgs,
 }
 
 pub fn apply(args: ApplyArgs) -> Result<ExitCode> {
-    let Some(plan) = crate::compile_files(&args.files, &args.kafka.prefix)? else {
+    let Some(plan) = crate::cli::compile_files(&args.files, &args.kafka.prefix, args.execution)? else {
         return Ok(ExitCode::from(1));
     };
     if args.partitions < 1 {
@@ -236,28 +205,6 @@ pub struct WorkerArgs {
     pub restore_from_checkpoints: bool,
     #[command(flatten)]
     pub kafka: KafkaArgs,
-}
-
-/// The worker's own model endpoints (`--model-server`, `--model-endpoint`), or none.
-pub(crate) fn model_backend(
-    default: &Option<String>,
-    per_model: &[String],
-    timeout: Duration,
-) -> Result<Option<Arc<dyn flowc_runtime::operator::ModelBackend>>> {
-    if default.is_none() && per_model.is_empty() {
-        return Ok(None);
-    }
-    let mut models = flowc_runtime::model_client::GrpcModels::new()?.with_timeout(timeout);
-    if let Some(url) = default {
-        models = models.with_default_endpoint(url)?;
-    }
-    for entry in per_model {
-        let Some((model, url)) = entry.split_once('=') else {
-            anyhow::bail!("--model-endpoint `{entry}` is not of the form MODEL=URL");
-        };
-        models = models.with_model(model.trim(), url.trim())?;
-    }
-    Ok(Some(Arc::new(models)))
 }
 
 pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
@@ -508,21 +455,16 @@ pub struct InspectArgs {
     pub kafka: KafkaArgs,
 }
 
-/// `30s`, `10m`, `2h`, `1d` or plain seconds (`flag` names the option in errors).
+/// A duration as humantime reads it (`30s`, `10m`, `1h 30m`, `500ms`, `2d`), or plain seconds
+/// (`flag` names the option in errors).
 fn parse_duration(flag: &str, text: &str) -> Result<Duration> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = number
-        .parse()
-        .with_context(|| format!("{flag} {text}: expected a number and a unit, e.g. 30s, 10m, 2h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        other => anyhow::bail!("{flag} {text}: unknown unit `{other}` (use s, m, h or d)"),
-    };
-    Ok(Duration::from_secs(secs))
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let secs: u64 = text.parse().with_context(|| format!("{flag} {text}: too large"))?;
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text)
+        .with_context(|| format!("{flag} {text}: expected a duration, e.g. 30s, 10m, 2h, 1h 30m"))
 }
 
 /// A point in time for --since/--until: a duration ago, or ms since the epoch (a number of
@@ -576,7 +518,7 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
         // Ctrl-C or SIGTERM ends the stream cleanly (the consumer closes).
         std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                rt.block_on(crate::model_server_cmd::shutdown_signal());
+                rt.block_on(crate::cli::shutdown_signal());
                 on_signal.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         });
@@ -616,4 +558,21 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times() {
+        assert_eq!(parse_duration("--window", "30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("--window", "1h 30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("--window", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("--window", "45").unwrap(), Duration::from_secs(45));
+        let e = parse_duration("--since", "10x").unwrap_err().to_string();
+        assert!(e.starts_with("--since 10x: expected a duration"), "{e}");
+        assert_eq!(parse_time("--since", "10m", 1_000_000).unwrap(), 400_000);
+        assert_eq!(parse_time("--until", "1796554151486", 0).unwrap(), 1_796_554_151_486);
+    }
 }

@@ -2,11 +2,12 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use flowc_compiler::{diagnostic, render, CompileOptions, SourceMap};
+use flowc_compiler::{diagnostic, render, CompileOptions};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cli;
 mod gateway_cmd;
 mod kafka_cmd;
 mod model_server_cmd;
@@ -16,7 +17,7 @@ mod up_cmd;
 #[derive(clap::Args)]
 struct DevBrokerArgs {
     /// `kafka` (Apache Kafka, KRaft, from scripts/install-kafka.sh) or `tansu`.
-    #[arg(long, default_value = "kafka", value_parser = up_cmd::parse_kind)]
+    #[arg(long, default_value = "kafka", value_parser = cli::parse_kind)]
     kind: flowc_runtime::devbroker::BrokerKind,
     /// Port on 127.0.0.1 (default: 9092).
     #[arg(long, default_value_t = 9092)]
@@ -95,6 +96,8 @@ struct Common {
     /// Colour diagnostics: auto (when stderr is a terminal), always, never.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     color: Color,
+    #[command(flatten)]
+    execution: cli::ExecutionArg,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -128,43 +131,14 @@ fn main() -> ExitCode {
     }
 }
 
-pub(crate) fn read_sources(files: &[PathBuf]) -> Result<SourceMap> {
-    let mut sources = SourceMap::new();
-    for path in files {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        sources.add(display_name(path), text);
-    }
-    Ok(sources)
-}
-
-/// Compiles `files` for commands that run the plan (apply, model-server, up): diagnostics go to
-/// stderr; `None` when there were errors (the command exits 1).
-pub(crate) fn compile_files(files: &[PathBuf], prefix: &str) -> Result<Option<flowc_compiler::Plan>> {
-    let sources = read_sources(files)?;
-    let compilation = flowc_compiler::compile(
-        &sources,
-        &CompileOptions {
-            prefix: prefix.to_string(),
-        },
-    );
-    if !compilation.diagnostics.is_empty() {
-        eprint!(
-            "{}",
-            diagnostic::render_text(&compilation.diagnostics, &sources, std::io::stderr().is_terminal())
-        );
-    }
-    Ok(compilation.plan)
-}
-
-fn display_name(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Compile { files, format, common } => {
-            let sources = read_sources(&files)?;
-            let options = CompileOptions { prefix: common.prefix };
+            let sources = cli::read_sources(&files)?;
+            let options = CompileOptions {
+                prefix: common.prefix,
+                execution: common.execution.mode,
+            };
             let compilation = flowc_compiler::compile(&sources, &options);
             let color = match common.color {
                 Color::Always => true,
@@ -198,8 +172,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Graph { files, output, common } => {
-            let sources = read_sources(&files)?;
-            let options = CompileOptions { prefix: common.prefix };
+            let sources = cli::read_sources(&files)?;
+            let options = CompileOptions {
+                prefix: common.prefix,
+                execution: common.execution.mode,
+            };
             let compilation = flowc_compiler::compile(&sources, &options);
             let color = matches!(common.color, Color::Always)
                 || (matches!(common.color, Color::Auto) && std::io::stderr().is_terminal());
@@ -259,7 +236,7 @@ fn dev_broker(args: DevBrokerArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let exited = runtime.block_on(async {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-        let signal = model_server_cmd::shutdown_signal();
+        let signal = cli::shutdown_signal();
         tokio::pin!(signal);
         loop {
             tokio::select! {

@@ -26,7 +26,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let Some(plan) = crate::compile_files(&args.files, &args.prefix)? else {
+    let Some(plan) = crate::cli::compile_files(
+        &args.files,
+        &args.prefix,
+        crate::cli::ExecutionArg {
+            mode: flowc_compiler::plan::Execution::PerHop,
+        },
+    )?
+    else {
         return Ok(ExitCode::from(1));
     };
     let server = ReferenceServer::from_plan(&plan)?;
@@ -73,7 +80,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }))
         });
         let grpc = serve(listener, server, async move {
-            shutdown_signal().await;
+            crate::cli::shutdown_signal().await;
             let _ = stop.send(true);
         });
         grpc.await?;
@@ -83,28 +90,4 @@ pub fn run(args: Args) -> Result<ExitCode> {
         eprintln!("stopped");
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

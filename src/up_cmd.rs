@@ -30,7 +30,7 @@ pub struct Args {
     pub brokers: Option<String>,
     /// The local broker: `tansu` (no JVM, starts in about a second) or `kafka` (Apache Kafka,
     /// KRaft, from scripts/install-kafka.sh).
-    #[arg(long, default_value = "tansu", value_parser = parse_kind)]
+    #[arg(long, default_value = "tansu", value_parser = crate::cli::parse_kind)]
     pub broker: BrokerKind,
     /// Port of the local broker (127.0.0.1).
     #[arg(long, default_value_t = 9092)]
@@ -63,10 +63,8 @@ pub struct Args {
     /// Topic prefix.
     #[arg(long, default_value = "seldon")]
     pub prefix: String,
-}
-
-pub(crate) fn parse_kind(s: &str) -> Result<BrokerKind, String> {
-    s.parse()
+    #[command(flatten)]
+    pub execution: crate::cli::ExecutionArg,
 }
 
 fn step(what: &str) {
@@ -74,7 +72,7 @@ fn step(what: &str) {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let Some(plan) = crate::compile_files(&args.files, &args.prefix)? else {
+    let Some(plan) = crate::cli::compile_files(&args.files, &args.prefix, args.execution)? else {
         return Ok(ExitCode::from(1));
     };
     if args.partitions < 1 {
@@ -272,7 +270,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
         };
         tokio::select! {
-            _ = crate::model_server_cmd::shutdown_signal() => Ok(()),
+            _ = crate::cli::shutdown_signal() => Ok(()),
             why = part_ended => Err(anyhow::anyhow!(why)),
         }
     });

@@ -89,6 +89,42 @@ fn every_sample_compiles_to_its_golden_plan() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// §10: every sample compiled with `--execution fused`: the fused sub-topology (or, for a
+/// cycle, the W119 warning that it runs per-hop), and the join sample's DOT and Mermaid
+/// drawings of it.
+#[test]
+fn every_sample_compiles_fused_to_its_golden_plan() {
+    let mut failures = Vec::new();
+    let options = CompileOptions {
+        execution: flowc_compiler::plan::Execution::Fused,
+        ..CompileOptions::default()
+    };
+    for path in yaml_files("samples") {
+        let sources = load(&path);
+        let compilation = compile(&sources, &options);
+        let warnings = render_text(&compilation.diagnostics, &sources, false);
+        let Some(plan) = compilation.plan else {
+            failures.push(format!("{} does not compile fused:\n{warnings}", path.display()));
+            continue;
+        };
+        let json = render::json(&plan);
+        let back: flowc_compiler::Plan = serde_json::from_str(&json).expect("plan JSON parses");
+        assert_eq!(back, plan, "{}: JSON round trip changed the fused plan", path.display());
+        let stem = path.file_stem().expect("stem").to_string_lossy().into_owned();
+        let mut actual = render::text(&plan);
+        if !warnings.is_empty() {
+            actual = format!("{actual}\nWarnings:\n{warnings}");
+        }
+        let dir = root().join("tests/golden/plans-fused");
+        failures.extend(check_golden(&dir.join(format!("{stem}.txt")), &actual));
+        if stem == "join" {
+            failures.extend(check_golden(&dir.join("join.dot"), &render::dot(&plan)));
+            failures.extend(check_golden(&dir.join("join.mmd"), &render::mermaid(&plan)));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 #[test]
 fn every_broken_fixture_renders_its_golden_diagnostics() {
     let mut failures = Vec::new();
@@ -140,4 +176,56 @@ fn every_broken_fixture_renders_its_golden_diagnostics() {
         .map(|c| c.as_str())
         .collect();
     assert!(missing.is_empty(), "no broken fixture exercises {missing:?}");
+}
+
+/// Every golden file has what produces it: a golden that no test reads would pass forever
+/// while the thing it once pinned changes. Plans and fused plans come from `samples/<stem>.yaml`
+/// (the join's DOT and Mermaid too), diagnostics from `tests/fixtures/invalid/<stem>.yaml`,
+/// driver outputs from `runtime/tests/cases/<stem>.json`, and the inspect lineage is read by
+/// tests/kafka_inspect.rs.
+#[test]
+fn every_golden_file_is_read_by_a_test() {
+    let stem_of = |p: &Path| p.file_stem().expect("stem").to_string_lossy().into_owned();
+    let files = |dir: &str| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .map(|e| e.expect("dir entry").path())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut orphans = Vec::new();
+    for (golden, source) in [
+        ("tests/golden/plans", "samples"),
+        ("tests/golden/plans-fused", "samples"),
+        ("tests/golden/diagnostics", "tests/fixtures/invalid"),
+    ] {
+        for path in files(golden) {
+            let source = root().join(source).join(format!("{}.yaml", stem_of(&path)));
+            if !source.exists() {
+                orphans.push(format!("{} (no {})", path.display(), source.display()));
+            }
+        }
+    }
+    for path in files("runtime/tests/cases") {
+        if path.extension().is_some_and(|e| e == "out") && !path.with_extension("json").exists() {
+            orphans.push(format!(
+                "{} (no case {})",
+                path.display(),
+                path.with_extension("json").display()
+            ));
+        }
+    }
+    for path in files("tests/golden/inspect") {
+        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        let reader = std::fs::read_to_string(root().join("tests/kafka_inspect.rs")).expect("kafka_inspect.rs");
+        if !reader.contains(&format!("tests/golden/inspect/{name}")) {
+            orphans.push(format!("{} (not read by tests/kafka_inspect.rs)", path.display()));
+        }
+    }
+    assert!(
+        orphans.is_empty(),
+        "golden files that no test reads:\n{}",
+        orphans.join("\n")
+    );
 }

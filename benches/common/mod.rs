@@ -602,3 +602,53 @@ impl Hop {
         );
     }
 }
+
+/// The pipeline gateway in process: its HTTP and gRPC fronts on free ports of 127.0.0.1 on
+/// `rt`, its outputs consumer on a thread.
+pub struct InProcessGateway {
+    pub gateway: Arc<flowc_runtime::gateway::Gateway>,
+    pub consumer: JoinHandle<()>,
+    /// `http://127.0.0.1:<port>`
+    pub http: String,
+    /// `http://127.0.0.1:<port>`
+    pub grpc: String,
+}
+
+impl InProcessGateway {
+    pub fn start(rt: &tokio::runtime::Runtime, config: &KafkaConfig) -> InProcessGateway {
+        use flowc_runtime::gateway::{Gateway, GatewayOptions};
+        let gateway = rt
+            .block_on(async { Gateway::new(config, GatewayOptions::new("seldon", "default")) })
+            .unwrap();
+        let consumer = {
+            let g = gateway.clone();
+            std::thread::spawn(move || g.run_consumer().unwrap())
+        };
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let http = format!("http://{}", listener.local_addr().unwrap());
+        rt.spawn(flowc_runtime::gateway::http::serve(
+            listener,
+            gateway.clone(),
+            std::future::pending(),
+        ));
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let grpc = format!("http://{}", listener.local_addr().unwrap());
+        rt.spawn(flowc_runtime::gateway::grpc::serve(
+            listener,
+            gateway.clone(),
+            std::future::pending(),
+        ));
+        InProcessGateway {
+            gateway,
+            consumer,
+            http,
+            grpc,
+        }
+    }
+
+    /// Stops the gateway and waits for its consumer.
+    pub fn stop(self) {
+        self.gateway.stop();
+        let _ = self.consumer.join();
+    }
+}

@@ -84,6 +84,8 @@ pub struct Pipeline<S: Stage> {
     pub allow_cycles: bool,
     pub max_step_revisits: Option<Spanned<u32>>,
     pub clean_topics_on_delete: bool,
+    /// `metadata.annotations["flowc.io/execution"]` (§10), where given.
+    pub execution: Option<Spanned<crate::plan::Execution>>,
 }
 
 #[derive(Clone, Debug)]

@@ -11,12 +11,16 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct CompileOptions {
     /// Topic prefix, `seldon` by default.
     pub prefix: String,
+    /// How pipelines without a `flowc.io/execution` annotation run (§10): per-hop unless a
+    /// deployment asks otherwise (`--execution fused`).
+    pub execution: Execution,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
         CompileOptions {
             prefix: "seldon".to_string(),
+            execution: Execution::PerHop,
         }
     }
 }
@@ -29,7 +33,22 @@ pub fn build_plan(res: &Resources<Resolved>, options: &CompileOptions, diags: &m
         .pipelines
         .iter()
         .map(|p| {
-            let plan = PipelineBuilder::new(p, &options.prefix).build();
+            let mut plan = PipelineBuilder::new(p, &options.prefix).build();
+            let execution = p.execution.as_ref().map_or(options.execution, |e| e.value);
+            if execution == Execution::Fused {
+                match crate::fuse::fuse(&plan, &TopicNames::new(&options.prefix, &p.namespace)) {
+                    Ok(fused) => plan = fused,
+                    Err(why) => diags.push(
+                        Diagnostic::new(
+                            Code::NotFused,
+                            p.execution.as_ref().map_or(p.name.location, |e| e.location),
+                            format!("pipeline `{}` runs per-hop, not fused: {why}", p.name.value),
+                        )
+                        .label("fused execution asked for here")
+                        .help("its answers are the same; each step is a topic hop of its own"),
+                    ),
+                }
+            }
             for topic in &plan.topics {
                 if topic.name.len() > MAX_TOPIC_NAME {
                     diags.push(
@@ -332,6 +351,7 @@ impl<'a> PipelineBuilder<'a> {
                 },
                 topic,
                 pipeline: Some(self.pname().to_string()),
+                lineage: false,
             },
         );
         sub.edge(from, &sink, Port::Forward);
@@ -520,6 +540,7 @@ impl<'a> PipelineBuilder<'a> {
                 topic: out_topic,
                 payload: Payload::ErrorText,
                 pipeline: Some(pname.to_string()),
+                lineage: false,
             },
         );
         sub.edge(&source, &sink, Port::Forward);
@@ -566,6 +587,7 @@ impl<'a> PipelineBuilder<'a> {
             allow_cycles: p.allow_cycles,
             max_step_revisits: p.max_step_revisits.as_ref().map_or(0, |m| m.value),
             clean_topics_on_delete: p.clean_topics_on_delete,
+            execution: Execution::PerHop,
             models,
             external_pipelines: external,
             sub_topologies,
@@ -707,6 +729,7 @@ impl<'a> PipelineBuilder<'a> {
                     topic: errors_topic.to_string(),
                     payload: Payload::ErrorText,
                     pipeline: Some(pname.to_string()),
+                    lineage: false,
                 },
             );
             sub.edge(&guard, &err, Port::Error);
@@ -830,6 +853,7 @@ fn model_call_sub(names: &TopicNames, model: &str, errors_topic: &str) -> (SubBu
             topic: output,
             payload: Payload::Response,
             pipeline: None,
+            lineage: false,
         },
     );
     let err = sub.node(
@@ -838,6 +862,7 @@ fn model_call_sub(names: &TopicNames, model: &str, errors_topic: &str) -> (SubBu
             topic: errors_topic.to_string(),
             payload: Payload::ErrorText,
             pipeline: None,
+            lineage: false,
         },
     );
     sub.edge(&source, &call, Port::Forward);
@@ -860,6 +885,7 @@ pub fn model_call_plan(prefix: &str, model: &ModelPlan) -> PipelinePlan {
         allow_cycles: false,
         max_step_revisits: 0,
         clean_topics_on_delete: false,
+        execution: Execution::PerHop,
         models: vec![model.name.clone()],
         external_pipelines: Vec::new(),
         sub_topologies: vec![SubTopology {

@@ -76,6 +76,7 @@ codes! {
     RevisitsWithoutCycles = "W116", Warning, "maxStepRevisits has no effect without allowCycles";
     PartitionMismatch = "E117", Error, "topics of one join have different partition counts (rule 11)";
     TopicNameTooLong = "E118", Error, "a topic name is longer than Kafka allows";
+    NotFused = "W119", Warning, "a pipeline asked to run fused runs per-hop (§10)";
     // Models and servers.
     ExplainerRefs = "E201", Error, "an explainer needs exactly one of modelRef and pipelineRef";
     LlmAndExplainer = "E202", Error, "a model cannot be both an explainer and an llm";

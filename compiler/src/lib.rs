@@ -11,6 +11,7 @@
 pub mod ast;
 pub mod build;
 pub mod diagnostic;
+pub mod fuse;
 pub mod graph;
 pub mod lower;
 pub use flowc_plan as plan;

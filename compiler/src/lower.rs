@@ -4,6 +4,7 @@
 
 use crate::ast::*;
 use crate::diagnostic::{did_you_mean, suggest, Code, Diagnostic, Diagnostics};
+use crate::plan::Execution;
 use crate::source::Location;
 use crate::yaml::{Document, Node, NodeKind, Style};
 use std::collections::BTreeMap;
@@ -379,20 +380,21 @@ impl Lower<'_> {
             );
             return;
         }
-        let (name, namespace) = match top.get("metadata") {
+        let (name, namespace, annotations) = match top.get("metadata") {
             Some(meta) => match self.fields(meta, "metadata", METADATA_FIELDS) {
                 Some(meta) => (
                     self.required_string(&meta, "name", "metadata"),
                     self.string(&meta, "namespace", "metadata").map(|s| s.value),
+                    meta.get("annotations"),
                 ),
-                None => (None, None),
+                None => (None, None, None),
             },
             None => {
                 self.error(
                     Diagnostic::new(Code::MissingField, root.location, "the resource has no `metadata`")
                         .label("`metadata.name` is required"),
                 );
-                (None, None)
+                (None, None, None)
             }
         };
         let Some(name) = name else { return };
@@ -410,7 +412,9 @@ impl Lower<'_> {
         };
         match kind.value.as_str() {
             "Pipeline" => {
-                if let Some(p) = self.pipeline(name, namespace, root.location, spec, top.key_location("spec")) {
+                let execution = annotations.and_then(|a| self.execution(a));
+                if let Some(mut p) = self.pipeline(name, namespace, root.location, spec, top.key_location("spec")) {
+                    p.execution = execution;
                     out.pipelines.push(p);
                 }
             }
@@ -423,6 +427,42 @@ impl Lower<'_> {
                 if let Some(s) = self.server(name, namespace, root.location, spec) {
                     out.servers.push(s);
                 }
+            }
+        }
+    }
+
+    /// The execution mode a Pipeline's annotations choose (§10): `flowc.io/execution` is
+    /// `per-hop` or `fused`; other annotations are Kubernetes' business and not read.
+    fn execution(&mut self, annotations: &Node) -> Option<Spanned<Execution>> {
+        let NodeKind::Map(entries) = &annotations.kind else {
+            self.wrong_type(annotations, "a mapping", "`annotations` of metadata");
+            return None;
+        };
+        let (_, value) = entries
+            .iter()
+            .find(|(k, _)| k.as_scalar().is_some_and(|s| s.value == Execution::ANNOTATION))?;
+        let text = self.string_node(value, &format!("annotation `{}`", Execution::ANNOTATION))?;
+        match Execution::parse(&text.value) {
+            Some(e) => Some(Spanned::new(e, text.location)),
+            None => {
+                let close = did_you_mean(&text.value, Execution::NAMES.iter().copied());
+                self.error(
+                    Diagnostic::new(
+                        Code::BadValue,
+                        text.location,
+                        format!(
+                            "annotation `{}` is `{}`; it must be `per-hop` or `fused`",
+                            Execution::ANNOTATION,
+                            text.value
+                        ),
+                    )
+                    .label(match close {
+                        Some(c) => format!("did you mean `{c}`?"),
+                        None => "unknown execution mode".to_string(),
+                    })
+                    .help("`fused` runs the pipeline's steps and model calls in one task (every intermediate record is still written); `per-hop` (the default) runs each as its own hop"),
+                );
+                None
             }
         }
     }
@@ -468,6 +508,7 @@ impl Lower<'_> {
             allow_cycles,
             max_step_revisits,
             clean_topics_on_delete,
+            execution: None,
         })
     }
 

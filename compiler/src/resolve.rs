@@ -246,6 +246,7 @@ impl Resolver<'_, '_> {
             allow_cycles: p.allow_cycles,
             max_step_revisits: p.max_step_revisits.clone(),
             clean_topics_on_delete: p.clean_topics_on_delete,
+            execution: p.execution.clone(),
         };
         // Rule 8: cycles.
         if !p.allow_cycles {

@@ -223,6 +223,8 @@ fn join_task(plan: &PipelinePlan, stores: &Stores) -> Task {
         pipeline: &plan.name,
         partitions: &partitions,
         models: None,
+        defer_calls: false,
+        oversize: None,
     };
     let rocks = match stores {
         Stores::RocksDb(dir) => Some(RocksState::open(dir.path().join("c-0")).expect("open RocksDB")),

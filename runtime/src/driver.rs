@@ -152,6 +152,8 @@ impl TestDriver {
             pipeline: &p.name,
             partitions: &partitions,
             models: Some(self.models.clone() as Arc<dyn ModelBackend>),
+            defer_calls: false,
+            oversize: None,
         };
         self.generation += 1;
         let mut open: Box<OpenStore<'_>> = match &self.stores {

@@ -245,14 +245,8 @@ impl ReferenceServer {
 }
 
 fn unknown(reference: &str) -> ModelError {
-    if reference::NOT_YET.contains(&reference) {
-        ModelError::NotImplemented {
-            name: reference.to_string(),
-        }
-    } else {
-        ModelError::Unknown {
-            name: reference.to_string(),
-        }
+    ModelError::Unknown {
+        name: reference.to_string(),
     }
 }
 

@@ -3,6 +3,8 @@
 //! operator from the plan (as Arroyo's workers do) is `ops::build_operator`: operators depend
 //! on this module, never the other way round.
 
+use std::sync::Arc;
+
 use flowc_plan::Port;
 
 use crate::envelope::Envelope;
@@ -59,6 +61,64 @@ pub trait ModelBackend: Send + Sync {
     }
 }
 
+/// What making a call of one model needs: the backend and the model's metrics (resolved once,
+/// not per call).
+pub struct Callee {
+    pub(crate) model: String,
+    pub(crate) backend: Arc<dyn ModelBackend>,
+    pub(crate) seconds: prometheus::Histogram,
+    pub(crate) failed: prometheus::IntCounter,
+    pub(crate) unavailable: prometheus::IntCounter,
+}
+
+/// A call ready to be made, away from its task.
+pub struct PreparedCall {
+    pub(crate) callee: Arc<Callee>,
+    pub(crate) request: crate::proto::inference::ModelInferRequest,
+    /// `traceparent` (and the deadline) for the model server.
+    pub(crate) traced: Vec<(String, String)>,
+    pub(crate) span: Option<(crate::trace::TraceParent, crate::trace::TraceParent)>,
+}
+
+/// A model's answer to a [`PreparedCall`]: the response with the server's `x-*` headers.
+pub type CallAnswer = Result<(crate::proto::inference::ModelInferResponse, Vec<(String, String)>), ModelCallError>;
+
+impl PreparedCall {
+    /// Makes the call (blocking); may be made again with the same result for a retry.
+    pub fn call(&self) -> CallAnswer {
+        let c = &self.callee;
+        let started = std::time::Instant::now();
+        let began = std::time::SystemTime::now();
+        let answer = c
+            .backend
+            .call_with_headers(&c.model, self.request.clone(), &self.traced);
+        c.seconds.observe(started.elapsed().as_secs_f64());
+        if let Some((parent, call)) = self.span.filter(|_| crate::otlp::enabled()) {
+            crate::otlp::record(crate::otlp::Span {
+                name: format!("call {}", c.model),
+                kind: crate::otlp::Kind::Client,
+                ids: call,
+                parent: Some(parent.span_id),
+                remote_parent: true,
+                start: began,
+                end: std::time::SystemTime::now(),
+                attributes: vec![("flowc.model", c.model.clone())],
+                error: answer.as_ref().err().map(|e| format!("{e:?}")),
+            });
+        }
+        match &answer {
+            Err(ModelCallError::Failed(_)) => c.failed.inc(),
+            Err(ModelCallError::Unavailable(_)) => c.unavailable.inc(),
+            Ok(_) => {}
+        }
+        answer
+    }
+
+    pub fn model(&self) -> &str {
+        &self.callee.model
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
     #[error("{0}")]
@@ -94,6 +154,7 @@ pub struct Ctx<'a> {
     changelog: &'a mut Vec<ChangelogRecord>,
     emitted: &'a mut Vec<(Out, Envelope)>,
     written: &'a mut Vec<(String, Record)>,
+    deferred: &'a mut Vec<(Envelope, PreparedCall)>,
 }
 
 impl<'a> Ctx<'a> {
@@ -103,6 +164,7 @@ impl<'a> Ctx<'a> {
         changelog: &'a mut Vec<ChangelogRecord>,
         emitted: &'a mut Vec<(Out, Envelope)>,
         written: &'a mut Vec<(String, Record)>,
+        deferred: &'a mut Vec<(Envelope, PreparedCall)>,
     ) -> Self {
         Ctx {
             now_ms,
@@ -110,7 +172,14 @@ impl<'a> Ctx<'a> {
             changelog,
             emitted,
             written,
+            deferred,
         }
+    }
+
+    /// Hands a model call out to be made by the task's caller; its answer comes back through
+    /// [`Operator::resume`] with `envelope`.
+    pub fn defer(&mut self, envelope: Envelope, call: PreparedCall) {
+        self.deferred.push((envelope, call));
     }
 
     pub fn emit(&mut self, envelope: Envelope) {
@@ -171,5 +240,13 @@ pub trait Operator: Send {
     /// Timer tick: close windows, flush batches. Most operators have nothing to do.
     fn punctuate(&mut self, _ctx: &mut Ctx<'_>) -> Result<(), OpError> {
         Ok(())
+    }
+
+    /// The answer to a call this operator deferred ([`Ctx::defer`]), with the envelope it
+    /// deferred it with. Only the model call defers.
+    fn resume(&mut self, _envelope: Envelope, _answer: CallAnswer, _ctx: &mut Ctx<'_>) -> Result<(), OpError> {
+        Err(OpError::Invalid(
+            "an answer for an operator that makes no calls".to_string(),
+        ))
     }
 }

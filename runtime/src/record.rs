@@ -34,6 +34,9 @@ pub mod header {
     /// gateway and carried by every hop; a step or model call that finds it passed writes an
     /// error record instead of working on it. Records without it never expire.
     pub const DEADLINE: &str = "x-flowc-deadline-ms";
+    /// **flowc** (§10): a model request or response a fused pipeline's task wrote as lineage
+    /// (value `fused`); it made the call itself, so the model gateway does not call again.
+    pub const LINEAGE: &str = "x-flowc-lineage";
 }
 
 /// Record headers in order; names may repeat.
@@ -108,7 +111,11 @@ fn set_header(headers: &mut Headers, name: &str, value: Vec<u8>) {
 pub fn step_headers(incoming: &[(String, Vec<u8>)], pipeline: &str) -> Headers {
     let mut headers: Headers = incoming
         .iter()
-        .filter(|(n, _)| n != header::ALIBI_TYPE && n != header::ALIBI_METHOD && n != header::PIPELINE)
+        // The lineage mark is the fused task's own: what a step reads of a lineage record and
+        // writes on is ordinary data (another pipeline chaining from it, say).
+        .filter(|(n, _)| {
+            n != header::ALIBI_TYPE && n != header::ALIBI_METHOD && n != header::PIPELINE && n != header::LINEAGE
+        })
         .cloned()
         .collect();
     headers.push((header::PIPELINE.to_string(), pipeline.as_bytes().to_vec()));
@@ -150,6 +157,15 @@ pub fn error_record(input: &Record, source: &str, text: &str, partition_count: i
 /// record framing), rounded up: a record of more than `max.message.bytes` minus this may be
 /// refused.
 pub const RECORD_OVERHEAD_BYTES: usize = 128;
+
+/// The bytes `record` takes in a produce request, as the size limits count them (key, value,
+/// headers and [`RECORD_OVERHEAD_BYTES`]).
+pub fn record_size(record: &Record) -> usize {
+    record.key.len()
+        + record.value.len()
+        + record.headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
+        + RECORD_OVERHEAD_BYTES
+}
 
 /// The text of the error record that replaces a record whose deadline passed before `step`
 /// (§10): "deadline exceeded before step S (N ms late)".

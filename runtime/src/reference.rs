@@ -42,10 +42,6 @@ pub const NAMES: &[&str] = &[
     "drift",
 ];
 
-/// Reference models of §9 that are not implemented yet: none left (kept for the servers that
-/// tell "not implemented" from "unknown").
-pub const NOT_YET: &[&str] = &[];
-
 /// Whether [`infer`] runs `reference`.
 pub fn known(reference: &str) -> bool {
     NAMES.contains(&reference)
@@ -57,9 +53,6 @@ pub enum ModelError {
     /// No reference model of this name.
     #[error("unknown reference model {name} (known: {})", NAMES.join(", "))]
     Unknown { name: String },
-    /// A reference model of §9 that flowc does not implement yet.
-    #[error("reference model {name} is not implemented yet")]
-    NotImplemented { name: String },
     /// A required input tensor is absent.
     #[error("missing input tensor {tensor}")]
     MissingInput { tensor: String },
@@ -90,23 +83,17 @@ impl ModelError {
         !self.is_unknown_model()
     }
 
-    /// The reference model does not exist or is not implemented (gRPC NOT_FOUND, HTTP 404).
+    /// The reference model does not exist (gRPC NOT_FOUND, HTTP 404).
     pub fn is_unknown_model(&self) -> bool {
-        matches!(self, ModelError::Unknown { .. } | ModelError::NotImplemented { .. })
+        matches!(self, ModelError::Unknown { .. })
     }
 }
 
 /// Runs reference model `reference` on `request`.
 pub fn infer(reference: &str, request: &ModelInferRequest) -> Result<ModelInferResponse, ModelError> {
     if !known(reference) {
-        return Err(if NOT_YET.contains(&reference) {
-            ModelError::NotImplemented {
-                name: reference.to_string(),
-            }
-        } else {
-            ModelError::Unknown {
-                name: reference.to_string(),
-            }
+        return Err(ModelError::Unknown {
+            name: reference.to_string(),
         });
     }
     let message = InferMessage::from_request(request)?;
@@ -621,7 +608,7 @@ mod tests {
             assert!(known(name), "{name}");
         }
         for name in ["iris", "outlier", "drift"] {
-            assert!(known(name) && !NOT_YET.contains(&name), "{name}");
+            assert!(known(name), "{name}");
         }
         for name in ["foo", "", "Iris"] {
             assert!(!known(name), "{name}");
@@ -783,10 +770,7 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().ends_with(", counter, iris, outlier, drift)"), "{e}");
-        assert!(NOT_YET.is_empty(), "every model of §9 is implemented");
-        let e = ModelError::NotImplemented { name: "x".to_string() };
         assert!(e.is_unknown_model() && !e.is_bad_input());
-        assert_eq!(e.to_string(), "reference model x is not implemented yet");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use flowc_plan::{Op, PipelinePlan, Port, SubTopology, TopicRole};
 
 use crate::envelope::Envelope;
-use crate::operator::{BuildError, Ctx, OpError, Operator, Out};
+use crate::operator::{BuildError, CallAnswer, Ctx, OpError, Operator, Out, PreparedCall};
 use crate::ops::{build_operator, BuildEnv};
 use crate::record::{error_record, step_headers, Record};
 use crate::state::{ChangelogRecord, StateError, StateStore};
@@ -36,6 +36,52 @@ pub struct TaskOutput {
     /// Set when a model server was unreachable: the input was not handled and must be
     /// retried (nothing of it should be written).
     pub unavailable: Option<String>,
+    /// Model calls handed out (a task built with `defer_calls`): the caller makes them and
+    /// hands each answer back with [`Task::resume`].
+    pub calls: Vec<PendingCall>,
+}
+
+/// A model call a task handed out, with what it needs to go on once answered.
+pub struct PendingCall {
+    node: usize,
+    envelope: Envelope,
+    pub call: PreparedCall,
+}
+
+impl std::fmt::Debug for PendingCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingCall")
+            .field("node", &self.node)
+            .field("key", &self.envelope.key)
+            .field("model", &self.call.model())
+            .finish()
+    }
+}
+
+impl PendingCall {
+    /// The request's key.
+    pub fn key(&self) -> &str {
+        &self.envelope.key
+    }
+}
+
+/// What the error record of a failed operator keeps of the envelope it failed on.
+struct Origin {
+    key: String,
+    headers: Vec<(String, Vec<u8>)>,
+    partition: i32,
+    timestamp_ms: i64,
+}
+
+impl Origin {
+    fn of(envelope: &Envelope) -> Origin {
+        Origin {
+            key: envelope.key.clone(),
+            headers: envelope.headers.clone(),
+            partition: envelope.partition,
+            timestamp_ms: envelope.timestamp_ms,
+        }
+    }
 }
 
 struct RtNode {
@@ -197,13 +243,7 @@ impl Task {
     pub fn punctuate(&mut self, now_ms: i64) -> TaskOutput {
         let mut out = TaskOutput::default();
         for i in 0..self.nodes.len() {
-            let mut emitted = Vec::new();
-            let result = {
-                let node = &mut self.nodes[i];
-                let store = node.store.as_ref().and_then(|s| self.stores.get_mut(s));
-                let mut ctx = Ctx::new(now_ms, store, &mut out.changelog, &mut emitted, &mut out.records);
-                node.op.punctuate(&mut ctx)
-            };
+            let (result, emitted) = self.on_node(i, now_ms, &mut out, |op, ctx| op.punctuate(ctx));
             if let Err(e) = result {
                 tracing::warn!(pipeline = %self.pipeline, node = %self.nodes[i].name, error = %e, "timer failed");
             }
@@ -212,6 +252,61 @@ impl Task {
             self.run(queue, now_ms, &mut out);
         }
         out
+    }
+
+    /// Goes on with a call this task handed out, now answered: the model call's node takes
+    /// the answer, and what it emits flows on as if the call had been made in place.
+    pub fn resume(&mut self, call: PendingCall, answer: CallAnswer, now_ms: i64) -> TaskOutput {
+        let mut out = TaskOutput::default();
+        let PendingCall { node: i, envelope, .. } = call;
+        let origin = Origin::of(&envelope);
+        let (result, emitted) = self.on_node(i, now_ms, &mut out, |op, ctx| op.resume(envelope, answer, ctx));
+        match result {
+            Ok(()) => {
+                let mut queue = VecDeque::new();
+                self.route(i, emitted, &mut queue);
+                self.run(queue, now_ms, &mut out);
+            }
+            Err(OpError::Unavailable(text)) => out.unavailable = Some(text),
+            Err(e) => self.fail(i, e, origin, &mut out),
+        }
+        out
+    }
+
+    /// Runs `f` on node `i`'s operator with its context (its store, the task's outputs);
+    /// returns what it returned and emitted. Calls it hands out go into `out`.
+    fn on_node(
+        &mut self,
+        i: usize,
+        now_ms: i64,
+        out: &mut TaskOutput,
+        f: impl FnOnce(&mut dyn Operator, &mut Ctx<'_>) -> Result<(), OpError>,
+    ) -> (Result<(), OpError>, Vec<(Out, Envelope)>) {
+        let mut emitted = Vec::new();
+        let mut deferred = Vec::new();
+        let result = {
+            let node = &mut self.nodes[i];
+            let store = node.store.as_ref().and_then(|s| self.stores.get_mut(s));
+            let mut ctx = Ctx::new(
+                now_ms,
+                store,
+                &mut out.changelog,
+                &mut emitted,
+                &mut out.records,
+                &mut deferred,
+            );
+            f(node.op.as_mut(), &mut ctx)
+        };
+        Self::hand_out(i, deferred, out);
+        (result, emitted)
+    }
+
+    fn hand_out(node: usize, deferred: Vec<(Envelope, PreparedCall)>, out: &mut TaskOutput) {
+        out.calls.extend(
+            deferred
+                .into_iter()
+                .map(|(envelope, call)| PendingCall { node, envelope, call }),
+        );
     }
 
     fn route(&self, from: usize, emitted: Vec<(Out, Envelope)>, queue: &mut VecDeque<(usize, Port, Envelope)>) {
@@ -233,43 +328,28 @@ impl Task {
     fn run(&mut self, mut queue: VecDeque<(usize, Port, Envelope)>, now_ms: i64, out: &mut TaskOutput) {
         while let Some((i, port, envelope)) = queue.pop_front() {
             // Kept for the error record, should the operator fail.
-            let (key, headers, partition, timestamp_ms) = (
-                envelope.key.clone(),
-                envelope.headers.clone(),
-                envelope.partition,
-                envelope.timestamp_ms,
-            );
-            let mut emitted = Vec::new();
-            let result = {
-                let node = &mut self.nodes[i];
-                let store = node.store.as_ref().and_then(|s| self.stores.get_mut(s));
-                let mut ctx = Ctx::new(now_ms, store, &mut out.changelog, &mut emitted, &mut out.records);
-                node.op.process(port, envelope, &mut ctx)
-            };
+            let origin = Origin::of(&envelope);
+            let (result, emitted) = self.on_node(i, now_ms, out, |op, ctx| op.process(port, envelope, ctx));
             match result {
                 Ok(()) => self.route(i, emitted, &mut queue),
                 Err(OpError::Unavailable(text)) => {
                     out.unavailable = Some(text);
                     return;
                 }
-                Err(e) => self.fail(i, e, key, headers, partition, timestamp_ms, out),
+                Err(e) => self.fail(i, e, origin, out),
             }
         }
     }
 
     /// An operator failed on a record: the dataflow itself raises an error record for the
     /// key (`seldon-pipeline-errors: <pipeline>`), so a caller waiting on it gets an answer.
-    #[allow(clippy::too_many_arguments)]
-    fn fail(
-        &self,
-        node: usize,
-        error: OpError,
-        key: String,
-        headers: Vec<(String, Vec<u8>)>,
-        partition: i32,
-        timestamp_ms: i64,
-        out: &mut TaskOutput,
-    ) {
+    fn fail(&self, node: usize, error: OpError, origin: Origin, out: &mut TaskOutput) {
+        let Origin {
+            key,
+            headers,
+            partition,
+            timestamp_ms,
+        } = origin;
         let name = &self.nodes[node].name;
         tracing::warn!(pipeline = %self.pipeline, node = %name, key = %key, error = %error, "record failed");
         let Some((topic, partitions)) = &self.errors_topic else {

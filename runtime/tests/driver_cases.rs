@@ -7,12 +7,13 @@
 //! ```
 //!
 //! Models are chosen by the Model's `flowc://<name>` reference: the reference models of
-//! PIPELINES.md §9 as the reference server runs them (`flowc_runtime::reference`), and test
-//! doubles for the ones it does not implement yet.
+//! PIPELINES.md §9 as the reference server runs them (`flowc_runtime::reference`), and two test
+//! doubles: a drift model that reports the batch it got, and a model that always fails.
 
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use flowc_compiler::plan::Execution;
 use flowc_compiler::{compile, CompileOptions, SourceMap};
 use flowc_runtime::driver::{FnModels, StoreKind, TestDriver};
 use flowc_runtime::proto::inference::{ModelInferRequest, ModelInferResponse};
@@ -28,72 +29,31 @@ fn root() -> PathBuf {
 
 // ---------------------------------------------------------------- models
 
-/// The library's reference models (`flowc_runtime::reference`), plus test doubles: `drift`
-/// (answers `batch_rows`, so the batching cases can see batch sizes) and `fail`.
+/// The library's reference models (`flowc_runtime::reference`), plus two test doubles: `drift`
+/// (answers `batch_rows`, so the batching cases can see batch sizes; the real drift model, a
+/// KS test, is tested in reference.rs and on the model server) and `fail`.
 fn reference_model(name: &str, request: &ModelInferRequest) -> Result<ModelInferResponse, String> {
-    // The drift double stays: it reports `batch_rows`, which the batching cases check (the
-    // real drift model, a KS test, is tested in reference.rs and on the model server).
-    if reference::known(name) && name != "drift" {
-        return reference::infer(name, request).map_err(|e| e.to_string());
-    }
-    let m = InferMessage::from_request(request).map_err(|e| e.to_string())?;
-    let input = || {
-        m.tensors
-            .iter()
-            .find(|t| t.name == "INPUT")
-            .ok_or_else(|| "missing input tensor INPUT".to_string())
-    };
-    let f32s = |t: &Tensor| match &t.data {
-        TensorData::Fp32(v) => Ok(v.clone()),
-        other => Err(format!("{}: expected FP32, got {}", t.name, other.datatype())),
-    };
-    let t = |name: &str, shape: Vec<i64>, data: TensorData| Tensor::new(name, shape, data).expect("valid tensor");
-    let tensors = match name {
-        "iris" => {
-            // A fixed rule on petal length (column 2), enough to tell the classes apart here.
-            let x = f32s(input()?)?;
-            let rows = x.len() / 4;
-            let classes = (0..rows)
-                .map(|r| match x[r * 4 + 2] {
-                    v if v < 2.5 => 0,
-                    v if v < 4.9 => 1,
-                    _ => 2,
-                })
-                .collect();
-            vec![t("predict", vec![rows as i64, 1], TensorData::Int64(classes))]
-        }
-        "outlier" => {
-            let input = input()?;
-            let x = f32s(input)?;
-            let k = input.shape.get(1).copied().unwrap_or(1).max(1) as usize;
-            let rows = x.len() / k;
-            let scores: Vec<f64> = (0..rows)
-                .map(|r| {
-                    x[r * k..(r + 1) * k]
-                        .iter()
-                        .fold(0f64, |a, v| a.max(f64::from(v.abs())))
-                })
-                .collect();
-            let flags = scores.iter().map(|s| i64::from(*s > 10.0)).collect();
-            vec![
-                t("is_outlier", vec![rows as i64], TensorData::Int64(flags)),
-                t("instance_score", vec![rows as i64], TensorData::Fp64(scores)),
-            ]
-        }
+    match name {
         "drift" => {
-            // Reports the batch it was given, which is what these tests check.
-            let input = input()?;
+            let m = InferMessage::from_request(request).map_err(|e| e.to_string())?;
+            let input = m
+                .tensors
+                .iter()
+                .find(|t| t.name == "INPUT")
+                .ok_or_else(|| "missing input tensor INPUT".to_string())?;
             let k = input.shape.get(1).copied().unwrap_or(1);
-            vec![
+            let t =
+                |name: &str, shape: Vec<i64>, data: TensorData| Tensor::new(name, shape, data).expect("valid tensor");
+            let tensors = vec![
                 t("is_drift", vec![1], TensorData::Int64(vec![0])),
                 t("p_val", vec![k], TensorData::Fp64(vec![1.0; k.max(0) as usize])),
                 t("batch_rows", vec![1], TensorData::Int64(vec![input.shape[0]])),
-            ]
+            ];
+            InferMessage { tensors, ..m }.to_response().map_err(|e| e.to_string())
         }
-        "fail" => return Err("model failed on purpose".to_string()),
-        other => return reference::infer(other, request).map_err(|e| e.to_string()),
-    };
-    InferMessage { tensors, ..m }.to_response().map_err(|e| e.to_string())
+        "fail" => Err("model failed on purpose".to_string()),
+        other => reference::infer(other, request).map_err(|e| e.to_string()),
+    }
 }
 
 fn models_for(plan: &flowc_compiler::Plan) -> FnModels {
@@ -227,15 +187,29 @@ fn run_case(path: &Path) -> String {
 }
 
 fn run(path: &Path, case: &Value) -> String {
+    run_as(path, case, Execution::PerHop).0
+}
+
+/// The case's output, and how many of its pipelines ran fused.
+fn run_as(path: &Path, case: &Value, execution: Execution) -> (String, usize) {
     let mut sources = SourceMap::new();
     for file in case["plan"].as_array().expect("plan files") {
         let file = file.as_str().expect("path");
         sources.add(file, std::fs::read_to_string(root().join(file)).expect("read sample"));
     }
-    let compiled = compile(&sources, &CompileOptions::default());
+    let options = CompileOptions {
+        execution,
+        ..CompileOptions::default()
+    };
+    let compiled = compile(&sources, &options);
     let plan = compiled
         .plan
         .unwrap_or_else(|| panic!("{}: plan does not compile: {:?}", path.display(), compiled.diagnostics));
+    let fused = plan
+        .pipelines
+        .iter()
+        .filter(|p| p.execution == Execution::Fused)
+        .count();
     let models = models_for(&plan);
     let partitions = case["partitions"].as_i64().unwrap_or(1) as i32;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -286,7 +260,7 @@ fn run(path: &Path, case: &Value) -> String {
             out.push_str(&render_record(topic, r));
         }
     }
-    out
+    (out, fused)
 }
 
 #[test]
@@ -317,6 +291,73 @@ fn cases() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A case's output with the lineage mark taken out and each topic's records in key order:
+/// what a per-hop and a fused run must agree on. (The order across keys may differ: a fused
+/// task takes one request through every step before the next, the driver's per-hop tasks take
+/// every request through one step first.)
+fn normalized(output: &str) -> String {
+    let mut out = String::new();
+    let mut records: Vec<String> = Vec::new();
+    let flush = |records: &mut Vec<String>, out: &mut String| {
+        records.sort();
+        for r in records.drain(..) {
+            out.push_str(&r);
+        }
+    };
+    for line in output.lines() {
+        let line = line
+            .replace(", x-flowc-lineage=fused", "")
+            .replace("x-flowc-lineage=fused", "");
+        if line.starts_with("  key=") {
+            records.push(format!("{line}\n"));
+        } else if line.starts_with("    ") {
+            match records.last_mut() {
+                Some(r) => r.push_str(&format!("{line}\n")),
+                None => out.push_str(&format!("{line}\n")),
+            }
+        } else {
+            flush(&mut records, &mut out);
+            out.push_str(&format!("{line}\n"));
+        }
+    }
+    flush(&mut records, &mut out);
+    out
+}
+
+/// §10: every case gives the same records in fused execution as per-hop, on every topic it
+/// shows (the model topics included, where a fused task writes its calls as lineage), and
+/// the fused run really was fused (its model topics carry the lineage mark).
+#[test]
+fn fused_execution_gives_the_same_records() {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(cases_dir())
+        .expect("cases dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    let mut failures = Vec::new();
+    let mut fused_runs = 0;
+    for path in paths {
+        let case = load_case(&path);
+        let (per_hop, _) = run_as(&path, &case, Execution::PerHop);
+        let (fused, pipelines_fused) = run_as(&path, &case, Execution::Fused);
+        if pipelines_fused > 0 {
+            fused_runs += 1;
+        }
+        if normalized(&per_hop) != normalized(&fused) {
+            failures.push(format!(
+                "{}: fused differs from per-hop:\n--- per-hop\n{}\n+++ fused\n{}",
+                path.display(),
+                normalized(&per_hop),
+                normalized(&fused)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Every case but the two of cycles (which stay per-hop, W119) ran fused.
+    assert!(fused_runs >= 15, "only {fused_runs} cases ran fused");
 }
 
 fn cases_dir() -> PathBuf {

@@ -283,12 +283,16 @@ impl Env {
             .expect("run flowc")
     }
 
-    /// `flowc apply` that must succeed; returns its stdout.
+    /// `flowc apply` that must succeed (in the mode of `FLOWC_TEST_EXECUTION`); returns its
+    /// stdout.
     pub fn apply(&self, files: &[&str], partitions: u32) -> String {
         let p = partitions.to_string();
         let mut args = vec!["apply"];
         args.extend(files);
         args.extend(["--partitions", &p]);
+        // The suites run in either execution mode (§10); CI runs the e2e ones in both.
+        let execution = execution();
+        args.extend(["--execution", execution.as_str()]);
         let out = self.flowc(&args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
@@ -786,5 +790,15 @@ pub fn mlserver_bin() -> PathBuf {
              `export FLOWC_MLSERVER_BIN=\"$(./scripts/setup-python.sh | tail -n 1)\"` \
              (scripts/test.sh does this) and run the test again"
         ),
+    }
+}
+
+/// The execution mode the suites apply pipelines in: `FLOWC_TEST_EXECUTION` (`per-hop`, the
+/// default, or `fused`).
+pub fn execution() -> String {
+    match std::env::var("FLOWC_TEST_EXECUTION").ok().as_deref() {
+        None | Some("") | Some("per-hop") => "per-hop".to_string(),
+        Some("fused") => "fused".to_string(),
+        Some(other) => panic!("FLOWC_TEST_EXECUTION is `{other}`; use `per-hop` or `fused`"),
     }
 }

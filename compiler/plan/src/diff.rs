@@ -155,6 +155,7 @@ mod tests {
 
     fn plan(subs: Vec<SubTopology>, topics: &[&str], stores: &[&str]) -> PipelinePlan {
         let mut p = PipelinePlan {
+            execution: crate::Execution::PerHop,
             name: "p".into(),
             namespace: "default".into(),
             fingerprint: String::new(),

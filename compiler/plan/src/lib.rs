@@ -71,6 +71,54 @@ impl JoinType {
     }
 }
 
+/// How a pipeline's steps run (§10 **flowc**).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Execution {
+    /// §5.2 exactly: every step, model call and the output is a sub-topology of its own, three
+    /// topic hops per step.
+    #[default]
+    PerHop,
+    /// The steps, their model calls and the output run in one sub-topology's task; every
+    /// model request and response is still written to its topic as lineage.
+    Fused,
+}
+
+impl Execution {
+    pub const NAMES: &'static [&'static str] = &["per-hop", "fused"];
+    /// The annotation that chooses a pipeline's mode (`metadata.annotations`).
+    pub const ANNOTATION: &'static str = "flowc.io/execution";
+
+    pub fn parse(s: &str) -> Option<Execution> {
+        match s {
+            "per-hop" => Some(Execution::PerHop),
+            "fused" => Some(Execution::Fused),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Execution::PerHop => "per-hop",
+            Execution::Fused => "fused",
+        }
+    }
+
+    pub fn is_per_hop(&self) -> bool {
+        *self == Execution::PerHop
+    }
+}
+
+impl std::fmt::Display for Execution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 use serde::{Deserialize, Serialize};
 
 mod diff;
@@ -103,6 +151,9 @@ pub struct PipelinePlan {
     pub allow_cycles: bool,
     pub max_step_revisits: u32,
     pub clean_topics_on_delete: bool,
+    /// How its steps run; absent from the JSON of a per-hop plan, so those stay as they were.
+    #[serde(default, skip_serializing_if = "Execution::is_per_hop")]
+    pub execution: Execution,
     /// The Models its steps run, in step order.
     pub models: Vec<String>,
     /// Other pipelines it reads through `input.externalInputs`/`externalTriggers`.
@@ -140,6 +191,10 @@ pub enum Role {
     /// The model gateway's call of a model: `model.<m>.inputs` → call → `model.<m>.outputs`.
     /// Shared by every pipeline that uses the model; the runtime runs it once.
     ModelCall { model: String },
+    /// A fused pipeline (§10): its steps, their model calls and the output in one task,
+    /// `pipeline.<p>.inputs` → … → `pipeline.<p>.outputs`, with every model request and
+    /// response written to its topic as lineage.
+    Fused { steps: Vec<String> },
 }
 
 impl Role {
@@ -150,6 +205,7 @@ impl Role {
             Role::Output => "pipeline output".to_string(),
             Role::Errors => "error edge".to_string(),
             Role::ModelCall { model } => format!("model {model} (model gateway)"),
+            Role::Fused { steps } => format!("fused: steps {} with their model calls", steps.join(", ")),
         }
     }
 }
@@ -246,10 +302,15 @@ pub enum Op {
     /// Calls the model (model gateway, §6).
     ModelCall { model: String },
     /// Writes to a topic. `pipeline`: the `pipeline` header to set (`None`: keep).
+    /// `lineage` (fused pipelines, §10): the record is written marked as lineage (header
+    /// `flowc-lineage`) and also goes on along the sink's edges inside the task, to the nodes
+    /// that would have read it back from the topic.
     Sink {
         topic: String,
         payload: Payload,
         pipeline: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        lineage: bool,
     },
 }
 
@@ -273,7 +334,8 @@ impl Op {
             Op::CycleGuard { .. } => "revisits",
             Op::Batch { .. } => "batch",
             Op::ModelCall { .. } => "model call",
-            Op::Sink { .. } => "sink",
+            Op::Sink { lineage: false, .. } => "sink",
+            Op::Sink { lineage: true, .. } => "lineage sink",
         }
     }
 }
@@ -416,6 +478,18 @@ pub struct ServerPlan {
 }
 
 impl PipelinePlan {
+    /// The pipeline's steps in the order the data flows (topological), per-hop or fused.
+    pub fn steps(&self) -> Vec<&str> {
+        self.sub_topologies
+            .iter()
+            .flat_map(|s| match &s.role {
+                Role::Step { step } => vec![step.as_str()],
+                Role::Fused { steps } => steps.iter().map(String::as_str).collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
     pub fn sub_topology(&self, name: &str) -> Option<&SubTopology> {
         self.sub_topologies.iter().find(|s| s.name == name)
     }
@@ -439,15 +513,18 @@ impl SubTopology {
         self.edges.iter().filter(move |e| e.to == name)
     }
 
-    /// Topics this sub-topology consumes.
+    /// Topics this sub-topology consumes, each once, in order of first appearance (several
+    /// sources may read one topic: a fused pipeline's steps all read its inputs).
     pub fn source_topics(&self) -> Vec<&str> {
-        self.nodes
-            .iter()
-            .filter_map(|n| match &n.op {
-                Op::Source { topic, .. } => Some(topic.as_str()),
-                _ => None,
-            })
-            .collect()
+        let mut topics: Vec<&str> = Vec::new();
+        for n in &self.nodes {
+            if let Op::Source { topic, .. } = &n.op {
+                if !topics.contains(&topic.as_str()) {
+                    topics.push(topic);
+                }
+            }
+        }
+        topics
     }
 }
 

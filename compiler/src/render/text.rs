@@ -55,11 +55,15 @@ pub fn text(plan: &Plan) -> String {
 fn pipeline(out: &mut String, p: &PipelinePlan) {
     let _ = writeln!(
         out,
-        "Pipeline: {} (namespace {}, fingerprint {}{})",
+        "Pipeline: {} (namespace {}, fingerprint {}{}{})",
         p.name,
         p.namespace,
         p.fingerprint,
-        if p.synchronous { "" } else { ", async-only: no output" }
+        if p.synchronous { "" } else { ", async-only: no output" },
+        match p.execution {
+            Execution::PerHop => "",
+            Execution::Fused => ", execution fused",
+        }
     );
     out.push_str("Topologies:\n");
     for sub in &p.sub_topologies {
@@ -77,8 +81,16 @@ fn pipeline(out: &mut String, p: &PipelinePlan) {
                 Op::Source { topic, .. } => {
                     let _ = writeln!(out, "    Source: {name} (topics: [{topic}])");
                 }
-                Op::Sink { topic, .. } => {
+                Op::Sink {
+                    topic, lineage: false, ..
+                } => {
                     let _ = writeln!(out, "    Sink: {name} (topic: {topic})");
+                }
+                // Written as lineage, and handed on inside the task: a sink with successors.
+                Op::Sink {
+                    topic, lineage: true, ..
+                } => {
+                    let _ = writeln!(out, "    Sink: {name} (topic: {topic}, lineage)");
                 }
                 op => {
                     let stores: Vec<&str> = op.store().into_iter().collect();
@@ -88,7 +100,7 @@ fn pipeline(out: &mut String, p: &PipelinePlan) {
             }
             let succ: Vec<String> = sub.successors(name).map(|e| edge_label(&e.to, e.port)).collect();
             let pred: Vec<String> = sub.predecessors(name).map(|e| edge_label(&e.from, e.port)).collect();
-            if !matches!(node.op, Op::Sink { .. }) {
+            if !matches!(node.op, Op::Sink { lineage: false, .. }) {
                 let _ = writeln!(
                     out,
                     "      --> {}",

@@ -79,7 +79,11 @@ impl View {
                     let local = node.name.rsplit_once('/').map_or(node.name.as_str(), |(_, l)| l);
                     let (label, extra) = match &node.op {
                         Op::Source { .. } => ("source".to_string(), None),
-                        Op::Sink { .. } => ("sink".to_string(), None),
+                        Op::Sink { lineage: false, .. } => ("sink".to_string(), None),
+                        // A fused task's write for lineage; the data goes on inside the task.
+                        Op::Sink { lineage: true, .. } => {
+                            ("lineage sink".to_string(), Some("written, and handed on".to_string()))
+                        }
                         Op::ModelCall { model } => (
                             format!("model {model}"),
                             Some("Open Inference Protocol call".to_string()),
@@ -117,7 +121,7 @@ impl View {
                             } | Op::Sink {
                                 payload: Payload::Control | Payload::ErrorText,
                                 ..
-                            }
+                            } | Op::Sink { lineage: true, .. }
                         );
                         view.edges.push(ViewEdge {
                             from,

@@ -939,12 +939,7 @@ pub fn render_list(deployments: &Deployments) -> String {
     for d in deployments.values() {
         match d {
             Deployment::Pipeline(p) => {
-                let steps = p
-                    .plan
-                    .sub_topologies
-                    .iter()
-                    .filter(|s| matches!(s.role, flowc_plan::Role::Step { .. }))
-                    .count();
+                let steps = p.plan.steps().len();
                 let _ = writeln!(
                     out,
                     "{:<9} {:<24} {:<12} {:<18} {:>10} {:>6}",

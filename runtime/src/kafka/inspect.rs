@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use flowc_plan::Side;
 use flowc_plan::TopicNames;
-use flowc_plan::{Op, PipelinePlan, Role};
+use flowc_plan::{Op, PipelinePlan};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
@@ -147,15 +147,9 @@ pub struct Shown {
 /// The slots of `selector` in flow order; `Err` names an unknown pipeline or step.
 fn slots(plan: &PipelinePlan, names: &TopicNames, selector: &Selector) -> Result<Vec<Slot>, String> {
     let p = &plan.name;
-    // Steps in the order the data flows: the step sub-topologies are built in topological order.
-    let steps: Vec<&str> = plan
-        .sub_topologies
-        .iter()
-        .filter_map(|s| match &s.role {
-            Role::Step { step } => Some(step.as_str()),
-            _ => None,
-        })
-        .collect();
+    // Steps in the order the data flows (a fused pipeline's too: its task writes every step's
+    // request and response to the same topics, as lineage).
+    let steps: Vec<&str> = plan.steps();
     let pipeline_slot = |side: Side| Slot {
         label: format!("pipeline {p} {side}"),
         topic: names.pipeline(p, side),

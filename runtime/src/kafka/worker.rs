@@ -30,11 +30,11 @@ use super::control::Guarantee;
 use super::control::{ControlReader, PipelineDeployment};
 use super::restore::read_changelog_from;
 use super::{now_ms, KafkaError};
-use crate::operator::ModelBackend;
+use crate::operator::{CallAnswer, ModelBackend, ModelCallError};
 use crate::ops::BuildEnv;
 use crate::record::Record;
 use crate::state::{ChangelogRecord, RocksState, StateStore};
-use crate::task::{Task, TaskOutput};
+use crate::task::{PendingCall, Task, TaskOutput};
 
 #[derive(Clone)]
 pub struct WorkerOptions {
@@ -546,6 +546,8 @@ struct SubRunner {
     tasks: BTreeMap<i32, Task>,
     /// For a model-call sub-topology: stateless tasks that make calls concurrently.
     pool: Vec<Task>,
+    /// A fused pipeline's sub-topology (§10): records go through in waves (`run_fused`).
+    fused: bool,
     /// Next offset to commit, per source topic and partition.
     pending: BTreeMap<(String, i32), i64>,
     /// First offset read since the last commit: where to rewind when a model server is down.
@@ -570,6 +572,10 @@ struct SubRunner {
     lag_history: std::collections::VecDeque<i64>,
     /// When the stores were last checkpointed.
     last_checkpoint: Instant,
+    /// A fused task's lineage records (§10) of the wave under way: written once the wave is
+    /// through, after its answers, so that no lineage write holds up an answer behind it in
+    /// the producer (one request in flight per connection). The same commit covers them.
+    held_lineage: std::cell::RefCell<Vec<(String, Record)>>,
     /// When the open transaction began (exactly once).
     transaction_began: std::cell::Cell<Instant>,
     /// Topic → the pipeline whose records its source reads (sources that read any record,
@@ -650,9 +656,12 @@ impl SubRunner {
     ) -> Result<SubRunner, KafkaError> {
         let plan = &deployment.plan;
         let s = &plan.sub_topologies[sub];
+        let fused = matches!(s.role, Role::Fused { .. });
         let consumer: BaseConsumer<GroupContext> = config
             .consumer(&s.consumer_group)
             .create_with_context(GroupContext::default())?;
+        // Each once: a fused task has a sink per model on the errors topic, and a
+        // DescribeConfigs that names a resource twice is refused.
         let written: Vec<&str> = deployment.plan.sub_topologies[sub]
             .nodes
             .iter()
@@ -660,6 +669,8 @@ impl SubRunner {
                 flowc_plan::Op::Sink { topic, .. } => Some(topic.as_str()),
                 _ => None,
             })
+            .collect::<BTreeSet<&str>>()
+            .into_iter()
             .collect();
         let topic_limits = super::broker::topic_record_limits(config, &written).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "topic record limits unknown; the client's message.max.bytes is the limit");
@@ -732,6 +743,7 @@ impl SubRunner {
             problem: None,
             lag_history: std::collections::VecDeque::new(),
             last_checkpoint: Instant::now(),
+            held_lineage: std::cell::RefCell::new(Vec::new()),
             transaction_began: std::cell::Cell::new(Instant::now()),
             topic_limits,
             source_filters,
@@ -745,6 +757,7 @@ impl SubRunner {
             changelogs,
             tasks: BTreeMap::new(),
             pool: Vec::new(),
+            fused,
             pending: BTreeMap::new(),
             uncommitted_from: BTreeMap::new(),
             metrics,
@@ -793,7 +806,7 @@ impl SubRunner {
                 wait = Duration::ZERO;
                 if self.has_group_events() {
                     // What was read before a revoke is done before its offsets are committed.
-                    self.call_models(std::mem::take(&mut deferred))?;
+                    self.run_deferred(std::mem::take(&mut deferred))?;
                     self.handle_group_events()?;
                     self.report_members();
                 }
@@ -811,7 +824,7 @@ impl SubRunner {
                             }
                             continue;
                         };
-                        if self.pool.is_empty() {
+                        if self.pool.is_empty() && !self.fused {
                             let partition = record.partition;
                             let span = tracing::debug_span!(
                                 "record",
@@ -837,7 +850,7 @@ impl SubRunner {
                     }
                 }
             }
-            self.call_models(deferred)?;
+            self.run_deferred(deferred)?;
             if last_gauges.elapsed() >= super::members::REPORT_EVERY {
                 last_gauges = Instant::now();
                 self.update_gauges();
@@ -847,16 +860,26 @@ impl SubRunner {
                 last_tick = Instant::now();
                 let now = now_ms();
                 let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+                let mut calls = Vec::new();
                 for p in partitions {
                     if let Some(task) = self.tasks.get_mut(&p) {
-                        let out = task.punctuate(now);
+                        let mut out = task.punctuate(now);
+                        calls.extend(out.calls.drain(..).map(|c| (p, c)));
                         self.send(p, out)?;
                     }
                 }
+                // A fused task's timer may close a window or batch whose record goes on to
+                // a model call.
+                self.finish_calls(calls)?;
             }
             // Exactly once: a transaction spans batches for up to EOS_COMMIT_INTERVAL, so its
             // fixed cost (offsets, markers, the end of the transaction) is paid once per
             // interval, not once per batch (Kafka Streams' commit.interval.ms under EOS).
+            // At least once, after every batch: waiting for the batch's acknowledgements here
+            // also keeps the loop from reading faster than the broker stores (committing every
+            // 100 ms instead let a loop fill its producer's queue while a broker was down, block
+            // in produce past max.poll.interval.ms and lose its partitions: the broker
+            // fail-over test lost answers).
             let keep_open = self.exactly_once
                 && self.in_transaction.get()
                 && self.transaction_began.get().elapsed() < EOS_COMMIT_INTERVAL;
@@ -1206,20 +1229,6 @@ impl SubRunner {
         }
     }
 
-    /// A task for `partition` with its stores restored, on this thread (an aborted
-    /// transaction's rebuild).
-    fn build_task(&self, partition: i32) -> Result<Task, KafkaError> {
-        let task = self.new_task(partition)?;
-        let dir = self.task_dir(partition);
-        restore_task(
-            &self.restore_env(),
-            task,
-            partition,
-            dir.as_deref(),
-            &AtomicBool::new(false),
-        )
-    }
-
     /// The state directory of `partition`'s task, if the sub-topology has stores.
     fn task_dir(&self, partition: i32) -> Option<PathBuf> {
         let plan = self.plan();
@@ -1338,6 +1347,14 @@ impl SubRunner {
             pipeline: &plan.name,
             partitions: &partitions,
             models: self.options.models.clone(),
+            // A fused task's calls are made many at once by the runner (`run_fused`).
+            defer_calls: matches!(sub.role, Role::Fused { .. }),
+            oversize: Some(Arc::new({
+                let (limits, max) = (self.topic_limits.clone(), self.max_message_bytes);
+                move |topic: &str, step: &str, size: usize| {
+                    oversize_text(step, topic, size, limits.get(topic).copied(), max)
+                }
+            })),
         };
         let task = if let Some(dir) = self.task_dir(partition) {
             let state = RocksState::open(&dir)?;
@@ -1418,6 +1435,10 @@ impl SubRunner {
             partition,
             timestamp_ms: message.timestamp().to_millis().unwrap_or_else(now_ms),
         };
+        // A fused pipeline's task made this call itself and wrote it as lineage (§10).
+        if !self.pool.is_empty() && record.header(crate::record::header::LINEAGE).is_some() {
+            return None;
+        }
         // A model's inputs topic is shared: what a deleted pipeline left there is nobody's.
         if !self.pool.is_empty() {
             if let Some(pipeline) = record.pipeline() {
@@ -1474,30 +1495,22 @@ impl SubRunner {
     /// be (librdkafka's `message.max.bytes`, 1,000,000 unless set; brokers default to about
     /// 1 MiB too): "the output of step S is N bytes, over the limit of M bytes".
     fn too_large(&self, topic: &str, record: &Record) -> Option<(String, Record)> {
-        let size = record.key.len()
-            + record.value.len()
-            + record.headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
-            + crate::record::RECORD_OVERHEAD_BYTES;
-        let topic_limit = self.topic_limits.get(topic).copied();
-        let limit = topic_limit.map_or(self.max_message_bytes, |t| t.min(self.max_message_bytes));
-        if size <= limit || record.is_error() {
+        if record.is_error() {
             return None;
         }
         let plan = &self.deployment.plan;
         let sub = &plan.sub_topologies[self.sub];
+        let size = crate::record::record_size(record);
+        let text = oversize_text(
+            &sub.name,
+            topic,
+            size,
+            self.topic_limits.get(topic).copied(),
+            self.max_message_bytes,
+        )?;
         let source = match &sub.role {
             Role::ModelCall { model } => model.clone(),
             _ => record.pipeline().unwrap_or(&plan.name).to_string(),
-        };
-        let text = match topic_limit {
-            Some(t) if t <= self.max_message_bytes => format!(
-                "the output of step {} is {size} bytes, over the limit of {t} bytes of topic {topic} (its max.message.bytes)",
-                sub.name
-            ),
-            _ => format!(
-                "the output of step {} for {topic} is {size} bytes, over the limit of {} bytes a Kafka record may have here (message.max.bytes)",
-                sub.name, self.max_message_bytes
-            ),
         };
         tracing::warn!(key = %record.key, step = %sub.name, size, "output over the record size limit; answered with an error");
         let mut value = record.clone();
@@ -1513,6 +1526,7 @@ impl SubRunner {
         // Only where a model would be called: a step feeding one, or the model call. Error
         // records and answers on their way out always pass.
         let role = &self.deployment.plan.sub_topologies[self.sub].role;
+        // A fused task's model calls check the deadline themselves, as the model gateway does.
         if !matches!(role, Role::Step { .. } | Role::ModelCall { .. }) || record.is_error() {
             return false;
         }
@@ -1646,6 +1660,120 @@ impl SubRunner {
             .unwrap_or(true)
     }
 
+    /// Records kept for the end of the poll batch: a model call's or a fused task's.
+    fn run_deferred(&mut self, records: Vec<(String, Record)>) -> Result<(), KafkaError> {
+        if self.fused {
+            self.run_fused(records)
+        } else {
+            self.call_models(records)
+        }
+    }
+
+    /// A fused task's records (§10), as a wave: each goes through its partition's task, in
+    /// order, up to its first model calls; then the calls of the whole wave are made at once
+    /// (up to `model_concurrency` in flight) and their answers go back to the tasks in the
+    /// order the calls were handed out, which hands out the next calls; and so on until every
+    /// record is through. The tasks' stores are touched only here, one record at a time, so
+    /// operators keep their order per key as in a per-hop step; only the calls overlap.
+    ///
+    /// A wave ends with nothing in flight, so a commit (at least once: outputs, then changelog,
+    /// then offsets; exactly once: one transaction) covers whole records only.
+    fn run_fused(&mut self, records: Vec<(String, Record)>) -> Result<(), KafkaError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut calls = Vec::new();
+        for (topic, record) in records {
+            let partition = record.partition;
+            let Some(task) = self.tasks.get_mut(&partition) else {
+                continue;
+            };
+            let started = Instant::now();
+            let mut out = task.process(&topic, record, now);
+            self.metrics.processing_seconds.observe(started.elapsed().as_secs_f64());
+            calls.extend(out.calls.drain(..).map(|c| (partition, c)));
+            if let Some(reason) = out.unavailable.take() {
+                self.rewind(&reason);
+                return Ok(());
+            }
+            self.send(partition, out)?;
+        }
+        self.finish_calls(calls)
+    }
+
+    /// Makes a fused task's calls, wave after wave, until none is left (see `run_fused`).
+    fn finish_calls(&mut self, mut calls: Vec<(i32, PendingCall)>) -> Result<(), KafkaError> {
+        while !calls.is_empty() {
+            let answers = self.make_calls(&calls)?;
+            if let Some(reason) = answers.iter().find_map(|a| match a {
+                Err(ModelCallError::Unavailable(text)) => Some(text.clone()),
+                _ => None,
+            }) {
+                // Nothing more of this batch is written; it is read again from the last commit
+                // onto stores restored to it, once the server is back.
+                self.rewind(&reason);
+                return Ok(());
+            }
+            self.resumed();
+            let now = now_ms();
+            let mut next = Vec::new();
+            for ((partition, call), answer) in calls.into_iter().zip(answers) {
+                // A task revoked meanwhile: its records are its new owner's.
+                let Some(task) = self.tasks.get_mut(&partition) else {
+                    continue;
+                };
+                let mut out = task.resume(call, answer, now);
+                next.extend(out.calls.drain(..).map(|c| (partition, c)));
+                if let Some(reason) = out.unavailable.take() {
+                    self.rewind(&reason);
+                    return Ok(());
+                }
+                self.send(partition, out)?;
+            }
+            calls = next;
+        }
+        self.write_lineage()
+    }
+
+    /// Writes the lineage records held back during a wave (`held_lineage`).
+    fn write_lineage(&self) -> Result<(), KafkaError> {
+        let held = std::mem::take(&mut *self.held_lineage.borrow_mut());
+        if held.is_empty() {
+            return Ok(());
+        }
+        self.produce_records(&held)
+    }
+
+    /// Makes `calls` at once, up to `model_concurrency` in flight (one in place), and returns
+    /// their answers in the same order.
+    fn make_calls(&self, calls: &[(i32, PendingCall)]) -> Result<Vec<CallAnswer>, KafkaError> {
+        if let [(_, only)] = calls {
+            return Ok(vec![only.call.call()]);
+        }
+        let k = self.options.model_concurrency.max(1).min(calls.len());
+        let answers: Vec<Vec<(usize, CallAnswer)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..k)
+                .map(|t| {
+                    scope.spawn(move || {
+                        calls
+                            .iter()
+                            .enumerate()
+                            .skip(t)
+                            .step_by(k)
+                            .map(|(i, (_, c))| (i, c.call.call()))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            join_call_threads(handles)
+        })?;
+        // Thread t made calls t, t + k, …: back into the order they were handed out.
+        let mut answers: Vec<(usize, CallAnswer)> = answers.into_iter().flatten().collect();
+        answers.sort_unstable_by_key(|(i, _)| *i);
+        Ok(answers.into_iter().map(|(_, a)| a).collect())
+    }
+
     /// A model-call sub-topology's records: up to `model_concurrency` calls in flight, one
     /// thread per pool task (order across keys need not be kept, §6). A model-call
     /// sub-topology has no state, so any pool task can take any partition's record.
@@ -1684,13 +1812,7 @@ impl SubRunner {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .map_err(|_| KafkaError::Deploy("a model call thread panicked".into()))
-                })
-                .collect()
+            join_call_threads(handles)
         });
         let outputs: Vec<TaskOutput> = outputs?.into_iter().flatten().collect();
         if let Some(reason) = outputs.iter().find_map(|o| o.unavailable.clone()) {
@@ -1723,10 +1845,20 @@ impl SubRunner {
         if first {
             self.report_members();
         }
-        if self.exactly_once && self.in_transaction.get() {
+        // The wave's lineage is written again when its records are.
+        self.held_lineage.borrow_mut().clear();
+        if self.exactly_once && (self.in_transaction.get() || self.fused) {
             // What the batch wrote so far must not commit with its retry.
             if let Err(e) = self.abort_and_rebuild() {
                 tracing::warn!(error = %e, "aborting the transaction failed");
+            }
+        } else if self.fused {
+            // A fused task's stores took the effects of records now read again (a join's
+            // first half, say, before the call after it failed): they go back to what the
+            // changelogs hold, which is what was committed (the held records go).
+            self.held_changelog.borrow_mut().clear();
+            if let Err(e) = self.rebuild_tasks() {
+                tracing::warn!(error = %e, "rebuilding the tasks failed");
             }
         }
         self.seek_to_uncommitted();
@@ -1746,7 +1878,31 @@ impl SubRunner {
             .count() as u64;
         self.metrics.error_records.inc_by(errors);
         self.metrics.records_out.inc_by(out.records.len() as u64 - errors);
-        for (topic, record) in &out.records {
+        let (lineage, records): (Vec<_>, Vec<_>) = if self.fused {
+            out.records
+                .into_iter()
+                .partition(|(_, r)| r.header(crate::record::header::LINEAGE).is_some())
+        } else {
+            (Vec::new(), out.records)
+        };
+        self.held_lineage.borrow_mut().extend(lineage);
+        self.produce_records(&records)?;
+        if self.exactly_once {
+            // One transaction holds outputs and changelog records alike.
+            for c in &out.changelog {
+                self.produce_changelog(partition, c)?;
+            }
+        } else {
+            self.held_changelog
+                .borrow_mut()
+                .extend(out.changelog.into_iter().map(|c| (partition, c)));
+        }
+        Ok(())
+    }
+
+    /// Produces records (a record over the size limit as its error record instead).
+    fn produce_records(&self, records: &[(String, Record)]) -> Result<(), KafkaError> {
+        for (topic, record) in records {
             // A record the broker would refuse would fail its batch again at every retry and
             // stop the step: its request is answered with an error record instead.
             let oversized;
@@ -1770,16 +1926,6 @@ impl SubRunner {
                 .partition(record.partition)
                 .headers(headers);
             self.produce(r)?;
-        }
-        if self.exactly_once {
-            // One transaction holds outputs and changelog records alike.
-            for c in &out.changelog {
-                self.produce_changelog(partition, c)?;
-            }
-        } else {
-            self.held_changelog
-                .borrow_mut()
-                .extend(out.changelog.into_iter().map(|c| (partition, c)));
         }
         Ok(())
     }
@@ -1984,6 +2130,26 @@ impl SubRunner {
         self.pending.clear();
     }
 
+    /// Rebuilds every task with stores from its changelogs in full, dropping what its stores
+    /// took since: an aborted transaction's writes, or a fused task's effects of records read
+    /// again after a rewind at least once (the checkpoint goes, as the directory is
+    /// rewritten). Tasks without stores hold nothing to rebuild.
+    fn rebuild_tasks(&mut self) -> Result<(), KafkaError> {
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for p in partitions {
+            let Some(dir) = self.task_dir(p) else {
+                continue;
+            };
+            // Closes its RocksDB before the new task opens it.
+            self.tasks.remove(&p);
+            super::restore::remove_checkpoint(&dir);
+            let task = self.new_task(p)?;
+            let task = restore_task(&self.restore_env(), task, p, None, &AtomicBool::new(false))?;
+            self.tasks.insert(p, task);
+        }
+        Ok(())
+    }
+
     /// Aborts the open transaction, rebuilds every task from its changelogs (the stores took
     /// the aborted batch's writes) and seeks back to the first uncommitted records.
     fn abort_and_rebuild(&mut self) -> Result<(), KafkaError> {
@@ -1993,12 +2159,7 @@ impl SubRunner {
         }
         self.producer.context().failed.store(0, Ordering::Relaxed);
         self.answered_in_place.clear();
-        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
-        for p in partitions {
-            self.tasks.remove(&p);
-            let task = self.build_task(p)?;
-            self.tasks.insert(p, task);
-        }
+        self.rebuild_tasks()?;
         self.seek_to_uncommitted();
         Ok(())
     }
@@ -2050,6 +2211,41 @@ fn restore_task(
     }
     tracing::info!(pipeline = %env.pipeline, sub = %env.sub, partition, restored, tail, from_checkpoint = !checkpoint.is_empty(), elapsed = ?started.elapsed(), "task started");
     Ok(task)
+}
+
+/// "the output of step S is N bytes, over the limit of M bytes …" when a record of `size`
+/// bytes for `topic` is over the topic's `max.message.bytes` or the producer's
+/// `message.max.bytes`, whichever is lower; `None` when it fits.
+fn oversize_text(
+    step: &str,
+    topic: &str,
+    size: usize,
+    topic_limit: Option<usize>,
+    max_message_bytes: usize,
+) -> Option<String> {
+    let limit = topic_limit.map_or(max_message_bytes, |t| t.min(max_message_bytes));
+    if size <= limit {
+        return None;
+    }
+    Some(match topic_limit {
+        Some(t) if t <= max_message_bytes => format!(
+            "the output of step {step} is {size} bytes, over the limit of {t} bytes of topic {topic} (its max.message.bytes)"
+        ),
+        _ => format!(
+            "the output of step {step} for {topic} is {size} bytes, over the limit of {max_message_bytes} bytes a Kafka record may have here (message.max.bytes)"
+        ),
+    })
+}
+
+/// The results of scoped threads that make model calls, in order; an error if one panicked.
+fn join_call_threads<T>(handles: Vec<std::thread::ScopedJoinHandle<'_, T>>) -> Result<Vec<T>, KafkaError> {
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .map_err(|_| KafkaError::Deploy("a model call thread panicked".into()))
+        })
+        .collect()
 }
 
 fn poisoned<T>(_: std::sync::PoisonError<T>) -> KafkaError {

@@ -8,7 +8,7 @@ use flowc_plan::{Payload as PlanPayload, Port};
 use prost::Message;
 
 use crate::envelope::{Envelope, Payload};
-use crate::operator::{Ctx, ModelBackend, OpError, Operator};
+use crate::operator::{CallAnswer, Callee, Ctx, ModelBackend, ModelCallError, OpError, Operator, PreparedCall};
 use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
 use crate::record::{header, output_partition, step_headers, Record};
 
@@ -27,9 +27,18 @@ impl Source {
 
 impl Operator for Source {
     fn process(&mut self, _port: Port, mut envelope: Envelope, ctx: &mut Ctx<'_>) -> Result<(), OpError> {
-        if let Some(p) = &self.pipeline {
-            if envelope.header(header::PIPELINE) != Some(p.as_str()) {
-                return Ok(());
+        match &self.pipeline {
+            Some(p) => {
+                if envelope.header(header::PIPELINE) != Some(p.as_str()) {
+                    return Ok(());
+                }
+            }
+            // A model call's source (the model gateway) reads every pipeline's requests, but
+            // not a fused task's lineage: that task made the call itself (§10).
+            None => {
+                if envelope.header(header::LINEAGE).is_some() {
+                    return Ok(());
+                }
             }
         }
         let Payload::Raw(bytes) = std::mem::replace(&mut envelope.payload, Payload::Control) else {
@@ -48,18 +57,31 @@ impl Operator for Source {
 
 /// Writes a topic: same key, partition kept (§4.2), `pipeline` header set and alibi headers
 /// removed when the sink belongs to a pipeline (§4.3); model-call sinks keep headers as they are.
+///
+/// A lineage sink (fused pipelines, §10) writes the record marked as lineage and also hands
+/// it on, as it was written (unmarked, still decoded), to the nodes after it: what a source
+/// of the topic would have read back in a per-hop pipeline.
 pub struct Sink {
     topic: String,
     pipeline: Option<String>,
     partitions: i32,
+    /// A lineage sink: the step it writes for, and the size check of its records.
+    lineage: Option<(String, Option<super::Oversize>)>,
 }
 
 impl Sink {
-    pub fn new(topic: &str, _payload: PlanPayload, pipeline: Option<String>, partitions: i32) -> Self {
+    pub fn new(
+        topic: &str,
+        _payload: PlanPayload,
+        pipeline: Option<String>,
+        partitions: i32,
+        lineage: Option<(String, Option<super::Oversize>)>,
+    ) -> Self {
         Sink {
             topic: topic.to_string(),
             pipeline,
             partitions,
+            lineage,
         }
     }
 }
@@ -92,8 +114,37 @@ impl Operator for Sink {
                 });
             }
         }
+        let partition = output_partition(&envelope.key, envelope.partition, self.partitions);
+        if let Some((step, oversize)) = &self.lineage {
+            let mut marked = headers.clone();
+            marked.push((header::LINEAGE.to_string(), b"fused".to_vec()));
+            let record = Record {
+                partition,
+                key: envelope.key.clone(),
+                value,
+                headers: marked,
+                timestamp_ms: envelope.timestamp_ms,
+            };
+            // A record its topic would refuse goes no further, as in a per-hop pipeline: the
+            // request is answered with the error.
+            if let Some(text) = oversize
+                .as_ref()
+                .and_then(|o| o(&self.topic, step, crate::record::record_size(&record)))
+            {
+                return Err(OpError::Invalid(text));
+            }
+            ctx.write(&self.topic, record);
+            ctx.emit(Envelope {
+                key: envelope.key,
+                headers,
+                partition,
+                timestamp_ms: envelope.timestamp_ms,
+                payload: envelope.payload,
+            });
+            return Ok(());
+        }
         let record = Record {
-            partition: output_partition(&envelope.key, envelope.partition, self.partitions),
+            partition,
             key: envelope.key,
             value,
             headers,
@@ -106,25 +157,41 @@ impl Operator for Sink {
 
 /// Calls the model; the response goes on, a failure becomes an error record
 /// (`seldon-pipeline-errors: <model>`, the error text as value).
+///
+/// A call runs in three parts: [`ModelCall`] prepares it on the task (the deadline, the trace
+/// context), [`PreparedCall::call`] makes it and needs nothing of the task, and the answer goes
+/// on from the task again. Built with `defer` (a fused task in a worker, §10), the operator
+/// hands the prepared call out ([`Ctx::defer`]) so that the worker makes many at once, and
+/// takes the answer back in [`Operator::resume`]; otherwise it calls in place.
 pub struct ModelCall {
-    model: String,
-    backend: Arc<dyn ModelBackend>,
-    /// This model's call latency and failures (resolved once, not per call).
-    seconds: prometheus::Histogram,
-    failed: prometheus::IntCounter,
-    unavailable: prometheus::IntCounter,
+    callee: Arc<Callee>,
+    defer: bool,
 }
 
 impl ModelCall {
-    pub fn new(model: &str, backend: Arc<dyn ModelBackend>) -> Self {
+    pub fn new(model: &str, backend: Arc<dyn ModelBackend>, defer: bool) -> Self {
         let m = crate::metrics::metrics();
         ModelCall {
-            model: model.to_string(),
-            backend,
-            seconds: m.model_call_seconds.with_label_values(&[model]),
-            failed: m.model_call_failures.with_label_values(&[model, "failed"]),
-            unavailable: m.model_call_failures.with_label_values(&[model, "unavailable"]),
+            callee: Arc::new(Callee {
+                model: model.to_string(),
+                backend,
+                seconds: m.model_call_seconds.with_label_values(&[model]),
+                failed: m.model_call_failures.with_label_values(&[model, "failed"]),
+                unavailable: m.model_call_failures.with_label_values(&[model, "unavailable"]),
+            }),
+            defer,
         }
+    }
+
+    /// Marks `envelope` as this model's error record with `text` and sends it on the error edge.
+    fn fail(&self, mut envelope: Envelope, text: Bytes, ctx: &mut Ctx<'_>) {
+        envelope.headers.retain(|(n, _)| n != header::PIPELINE_ERRORS);
+        envelope.headers.push((
+            header::PIPELINE_ERRORS.to_string(),
+            self.callee.model.as_bytes().to_vec(),
+        ));
+        envelope.payload = Payload::Error(text);
+        ctx.emit_error(envelope);
     }
 }
 
@@ -135,10 +202,11 @@ impl Operator for ModelCall {
                 "model call got something other than a request".to_string(),
             ));
         };
-        request.model_name.clone_from(&self.model);
+        let model = &self.callee.model;
+        request.model_name.clone_from(model);
         // The call is a span of the request's trace; the model server gets its traceparent.
-        let call_span = crate::trace::child_of(&envelope.headers);
-        let mut traced: Vec<(String, String)> = call_span
+        let span = crate::trace::child_of(&envelope.headers);
+        let mut traced: Vec<(String, String)> = span
             .map(|(_, call)| vec![(header::TRACEPARENT.to_string(), call.to_string())])
             .unwrap_or_default();
         // A request nobody waits for any more is not sent (§10); the backend stops retrying an
@@ -149,44 +217,30 @@ impl Operator for ModelCall {
         {
             let now = ctx.now_ms;
             if now > deadline {
-                envelope.headers.retain(|(n, _)| n != header::PIPELINE_ERRORS);
-                envelope
-                    .headers
-                    .push((header::PIPELINE_ERRORS.to_string(), self.model.as_bytes().to_vec()));
-                envelope.payload = Payload::Error(Bytes::from(crate::record::deadline_text(
-                    &format!("model {}", self.model),
-                    now - deadline,
-                )));
-                ctx.emit_error(envelope);
+                let text = crate::record::deadline_text(&format!("model {model}"), now - deadline);
+                self.fail(envelope, Bytes::from(text), ctx);
                 return Ok(());
             }
             traced.push((header::DEADLINE.to_string(), deadline.to_string()));
         }
-        let started = std::time::Instant::now();
-        let began = std::time::SystemTime::now();
-        let answer = self.backend.call_with_headers(&self.model, request, &traced);
-        self.seconds.observe(started.elapsed().as_secs_f64());
-        if let Some((parent, call)) = call_span.filter(|_| crate::otlp::enabled()) {
-            crate::otlp::record(crate::otlp::Span {
-                name: format!("call {}", self.model),
-                kind: crate::otlp::Kind::Client,
-                ids: call,
-                parent: Some(parent.span_id),
-                remote_parent: true,
-                start: began,
-                end: std::time::SystemTime::now(),
-                attributes: vec![("flowc.model", self.model.clone())],
-                error: answer.as_ref().err().map(|e| format!("{e:?}")),
-            });
+        let prepared = PreparedCall {
+            callee: self.callee.clone(),
+            request,
+            traced,
+            span,
+        };
+        if self.defer {
+            ctx.defer(envelope, prepared);
+            return Ok(());
         }
-        match &answer {
-            Err(crate::operator::ModelCallError::Failed(_)) => self.failed.inc(),
-            Err(crate::operator::ModelCallError::Unavailable(_)) => self.unavailable.inc(),
-            Ok(_) => {}
-        }
+        let answer = prepared.call();
+        self.resume(envelope, answer, ctx)
+    }
+
+    fn resume(&mut self, mut envelope: Envelope, answer: CallAnswer, ctx: &mut Ctx<'_>) -> Result<(), OpError> {
         match answer {
             Ok((mut response, server_headers)) => {
-                response.model_name.clone_from(&self.model);
+                response.model_name.clone_from(&self.callee.model);
                 // The server's `x-*` response headers ride on the output record (§6).
                 for (name, value) in server_headers {
                     envelope.headers.retain(|(n, _)| *n != name);
@@ -195,15 +249,8 @@ impl Operator for ModelCall {
                 envelope.payload = Payload::Response(response);
                 ctx.emit(envelope);
             }
-            Err(crate::operator::ModelCallError::Unavailable(text)) => return Err(OpError::Unavailable(text)),
-            Err(crate::operator::ModelCallError::Failed(text)) => {
-                envelope.headers.retain(|(n, _)| n != header::PIPELINE_ERRORS);
-                envelope
-                    .headers
-                    .push((header::PIPELINE_ERRORS.to_string(), self.model.as_bytes().to_vec()));
-                envelope.payload = Payload::Error(Bytes::from(text));
-                ctx.emit_error(envelope);
-            }
+            Err(ModelCallError::Unavailable(text)) => return Err(OpError::Unavailable(text)),
+            Err(ModelCallError::Failed(text)) => self.fail(envelope, Bytes::from(text), ctx),
         }
         Ok(())
     }

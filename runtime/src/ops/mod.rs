@@ -53,7 +53,18 @@ pub struct BuildEnv<'a> {
     pub partitions: &'a dyn Fn(&str) -> i32,
     /// How model calls are made; `None` where this process does not run models.
     pub models: Option<Arc<dyn ModelBackend>>,
+    /// Model calls are handed out to be made by the caller ([`crate::task::Task::resume`]),
+    /// not made in place: a fused task in a worker, which makes many at once.
+    pub defer_calls: bool,
+    /// Why a record of `size` bytes for `topic` written by step `step` is over the size the
+    /// broker takes (`None`: it fits; no check at all where this is `None`). A lineage sink
+    /// asks before it hands its record on: a record its topic would refuse stops the request
+    /// with an error there, as it would in a per-hop pipeline.
+    pub oversize: Option<Oversize>,
 }
+
+/// See [`BuildEnv::oversize`]: `(topic, step, size) -> error text`.
+pub type Oversize = Arc<dyn Fn(&str, &str, usize) -> Option<String> + Send + Sync>;
 
 /// The registry: an operator for every kind of plan node.
 pub fn build_operator(node: &Node, env: &BuildEnv<'_>) -> Result<Box<dyn Operator>, BuildError> {
@@ -97,12 +108,22 @@ pub fn build_operator(node: &Node, env: &BuildEnv<'_>) -> Result<Box<dyn Operato
                 .models
                 .clone()
                 .ok_or_else(|| fail("no model backend to call models with"))?;
-            Box::new(ModelCall::new(model, backend))
+            Box::new(ModelCall::new(model, backend, env.defer_calls))
         }
         Op::Sink {
             topic,
             payload,
             pipeline,
-        } => Box::new(Sink::new(topic, *payload, pipeline.clone(), (env.partitions)(topic))),
+            lineage,
+        } => Box::new(Sink::new(
+            topic,
+            *payload,
+            pipeline.clone(),
+            (env.partitions)(topic),
+            lineage.then(|| {
+                let step = node.name.split('/').next().unwrap_or(&node.name).to_string();
+                (step, env.oversize.clone())
+            }),
+        )),
     })
 }
