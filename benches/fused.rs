@@ -26,9 +26,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowc_compiler::{compile, CompileOptions, SourceMap};
+use flowc_oip::json::request_to_json;
+use flowc_reference::{serve, ReferenceServer};
 use flowc_runtime::kafka::{deploy, worker, KafkaConfig};
-use flowc_runtime::model_rest::request_to_json;
-use flowc_runtime::model_server::{serve, ReferenceServer};
 use flowc_runtime::operator::ModelBackend;
 use flowc_runtime::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use flowc_runtime::proto::inference::ModelInferRequest;
@@ -205,7 +205,7 @@ fn main() {
         server = server.with_model(m, "sum-diff").unwrap();
     }
     rt.spawn(serve(listener, server, std::future::pending()));
-    let models: Arc<dyn ModelBackend> = Arc::new(flowc_runtime::model_client::GrpcModels::connect(&model_url).unwrap());
+    let models: Arc<dyn ModelBackend> = Arc::new(flowc_oip::grpc::GrpcModels::connect(&model_url).unwrap());
 
     // The plan, applied, and a worker running it.
     let mut sources = SourceMap::new();

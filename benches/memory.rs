@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use flowc_runtime::model_rest::request_to_json;
+use flowc_oip::json::request_to_json;
 
 mod common;
 

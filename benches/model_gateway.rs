@@ -36,8 +36,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use flowc_oip::grpc::GrpcModels;
 use flowc_runtime::kafka::KafkaConfig;
-use flowc_runtime::model_client::GrpcModels;
 use flowc_runtime::operator::ModelBackend;
 use flowc_runtime::proto::inference::ModelInferRequest;
 use prost::Message as _;

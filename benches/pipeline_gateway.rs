@@ -32,7 +32,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use flowc_runtime::model_rest::request_to_json;
+use flowc_oip::json::request_to_json;
 use flowc_runtime::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use prost::Message as _;
 

@@ -109,7 +109,7 @@ pub(crate) fn model_backend(
     if default.is_none() && per_model.is_empty() {
         return Ok(None);
     }
-    let mut models = flowc_runtime::model_client::GrpcModels::new()?.with_timeout(timeout);
+    let mut models = flowc_oip::grpc::GrpcModels::new()?.with_timeout(timeout);
     if let Some(url) = default {
         models = models.with_default_endpoint(url)?;
     }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use flowc_runtime::model_rest::serve_http;
-use flowc_runtime::model_server::{serve, ReferenceServer};
+use flowc_reference::rest::serve_http;
+use flowc_reference::{serve, ReferenceServer};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,6 +37,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     let server = ReferenceServer::from_plan(&plan)?;
+    flowc_runtime::metrics::register_build_info(server.registry(), "model-server");
     if server.is_empty() {
         bail!("no Model with a flowc:// storageUri to serve");
     }

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use flowc_oip::grpc::GrpcModels;
+use flowc_reference::ReferenceServer;
 use flowc_runtime::devbroker::{BrokerKind, DevBroker};
 use flowc_runtime::gateway::{self, Gateway, GatewayOptions, Target};
 use flowc_runtime::kafka::placement::PlacedModels;
 use flowc_runtime::kafka::{deploy, worker, KafkaConfig};
-use flowc_runtime::model_client::GrpcModels;
-use flowc_runtime::model_server::ReferenceServer;
 use flowc_runtime::operator::ModelBackend;
 
 #[derive(clap::Args)]
@@ -121,6 +121,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     // The reference model server, for flowc:// models.
     let server = ReferenceServer::from_plan(&plan).context("the reference model server")?;
+    flowc_runtime::metrics::register_build_info(server.registry(), "model-server");
     let mut model_url = None;
     let mut model_server = None;
     if !server.is_empty() {
@@ -130,11 +131,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let url = format!("http://{}", listener.local_addr()?);
         let names: Vec<&str> = server.models().keys().map(String::as_str).collect();
         step(&format!("reference model server on {url}: {}", names.join(", ")));
-        model_server = Some(runtime.spawn(flowc_runtime::model_server::serve(
-            listener,
-            server,
-            stopped(stop_rx.clone()),
-        )));
+        model_server = Some(runtime.spawn(flowc_reference::serve(listener, server, stopped(stop_rx.clone()))));
         model_url = Some(url);
     }
 

@@ -19,7 +19,7 @@ fn flowc(args: &[&str]) -> (i32, String, String) {
 fn a_typo_is_reported_with_line_column_and_suggestion_and_exit_1() {
     let (code, stdout, stderr) = flowc(&[
         "compile",
-        "tests/fixtures/invalid/00-step-input-typo.yaml",
+        "compiler/tests/fixtures/invalid/00-step-input-typo.yaml",
         "--color",
         "never",
     ]);
@@ -37,7 +37,7 @@ fn a_typo_is_reported_with_line_column_and_suggestion_and_exit_1() {
 fn json_diagnostics_are_data() {
     let (code, stdout, _) = flowc(&[
         "compile",
-        "tests/fixtures/invalid/99-many-errors.yaml",
+        "compiler/tests/fixtures/invalid/99-many-errors.yaml",
         "--format",
         "json",
     ]);

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use flowc_oip::json::request_to_json;
 use flowc_runtime::devbroker::{BrokerKind, DevBroker};
-use flowc_runtime::model_rest::request_to_json;
 use prost::Message as _;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::{ClientContext, DefaultClientContext};

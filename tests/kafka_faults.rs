@@ -123,7 +123,7 @@ fn a_request_past_its_deadline_is_not_sent_to_the_model() {
     env.apply(&["samples/chain.yaml"], 2);
     env.start_worker("worker");
     let gateway = env.start_gateway("gateway", &["--request-timeout-ms", "2000"]);
-    let body = flowc_runtime::model_rest::request_to_json(&sum_diff())
+    let body = flowc_oip::json::request_to_json(&sum_diff())
         .expect("encodes")
         .to_string();
     let url = format!("{}/v2/pipelines/tfsimples/infer", gateway.http);
@@ -239,9 +239,7 @@ fn requests_and_responses_over_a_1_mib_topic_limit() {
     let gw = env.start_gateway("gateway", &[]);
     env.wait_pipeline_ready(&gw.http, "tfsimples");
     let infer = |r: &flowc_runtime::proto::inference::ModelInferRequest| {
-        let body = flowc_runtime::model_rest::request_to_json(r)
-            .expect("a JSON request")
-            .to_string();
+        let body = flowc_oip::json::request_to_json(r).expect("a JSON request").to_string();
         let (status, _, text) =
             support::http_post(&format!("{}/v2/pipelines/tfsimples/infer", gw.http), &[], &body).expect("http");
         (body.len(), status, text)

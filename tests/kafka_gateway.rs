@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use flowc_runtime::model_rest::request_to_json;
+use flowc_oip::json::request_to_json;
 use flowc_runtime::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use flowc_runtime::proto::inference::{ModelInferRequest, ModelInferResponse, ModelReadyRequest};
 use support::{

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use flowc_runtime::model_rest::request_to_json;
+use flowc_oip::json::request_to_json;
 use support::{http_post, int32, json_tensors, request, Env};
 
 const PIPELINE: &str = "tfsimples";

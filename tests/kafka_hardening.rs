@@ -135,9 +135,7 @@ fn infer(http: &str, pipeline: &str, request_id: &str, body: &str) -> (u16, Stri
 }
 
 fn json_body(request: &ModelInferRequest) -> String {
-    flowc_runtime::model_rest::request_to_json(request)
-        .expect("encodes")
-        .to_string()
+    flowc_oip::json::request_to_json(request).expect("encodes").to_string()
 }
 
 /// Until the gateway answers a request of `pipeline` with 200 (the first may time out while

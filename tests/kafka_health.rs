@@ -18,7 +18,7 @@ fn body() -> String {
         int32("INPUT0", vec![1, 16], (1..=16).collect()),
         int32("INPUT1", vec![1, 16], (1..=16).collect()),
     ]);
-    flowc_runtime::model_rest::request_to_json(&r)
+    flowc_oip::json::request_to_json(&r)
         .expect("a JSON request")
         .to_string()
 }

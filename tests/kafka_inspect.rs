@@ -140,13 +140,7 @@ fn lineage_of_one_request_and_its_errors() {
     );
     let golden = root().join("tests/golden/inspect/join-lineage.json");
     let got = env.unprefixed(&serde_json::to_string_pretty(&stable(lineage)).expect("json")) + "\n";
-    if std::env::var_os("FLOWC_BLESS").is_some() {
-        std::fs::create_dir_all(golden.parent().expect("dir")).expect("mkdir");
-        std::fs::write(&golden, &got).expect("bless");
-    } else {
-        let want = std::fs::read_to_string(&golden).expect("golden file (FLOWC_BLESS=1 to create)");
-        assert_eq!(got, want, "inspect JSON changed; FLOWC_BLESS=1 re-blesses it");
-    }
+    flowc_golden::assert_none(&Vec::from_iter(flowc_golden::check(&golden, &got)));
 
     // The same, searching only the last 10 minutes.
     let t = Instant::now();
@@ -255,7 +249,7 @@ fn gateway_requests_are_found_by_their_time_and_follow_streams_them() {
 
     let mut keys = Vec::new();
     for v in 0..12 {
-        let body = flowc_runtime::model_rest::request_to_json(&request(vec![
+        let body = flowc_oip::json::request_to_json(&request(vec![
             int32("INPUT0", vec![1, 16], (v..v + 16).collect()),
             int32("INPUT1", vec![1, 16], (v..v + 16).collect()),
         ]))

@@ -114,9 +114,8 @@ fn one_request_is_one_trace_in_jaeger() {
     let gateway = env.start_gateway("gw", &[]);
     env.wait_pipeline_ready(&gateway.http, "chain3");
 
-    let body =
-        flowc_runtime::model_rest::request_to_json(&request(vec![fp32("INPUT", vec![4], vec![1.0, 2.0, 3.0, 4.0])]))
-            .expect("a valid request");
+    let body = flowc_oip::json::request_to_json(&request(vec![fp32("INPUT", vec![4], vec![1.0, 2.0, 3.0, 4.0])]))
+        .expect("a valid request");
     let (status, headers, answer) = http_post(
         &format!("{}/v2/pipelines/chain3/infer", gateway.http),
         &[("content-type", "application/json")],

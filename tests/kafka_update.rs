@@ -118,7 +118,7 @@ fn a_delete_under_load_answers_at_once_and_a_reapply_answers_again() {
     let gateway = env.start_gateway("gateway", &["--request-timeout-ms", "20000"]);
     env.wait_pipeline_ready(&gateway.http, "tfsimples");
 
-    let body = flowc_runtime::model_rest::request_to_json(&sum_diff())
+    let body = flowc_oip::json::request_to_json(&sum_diff())
         .expect("encodes")
         .to_string();
     let url = format!("{}/v2/pipelines/tfsimples/infer", gateway.http);
@@ -234,10 +234,9 @@ fn an_update_under_load_answers_every_request_wholly_by_one_version() {
     let gateway = env.start_gateway("gateway", &[]);
     env.wait_pipeline_ready(&gateway.http, "chain3");
 
-    let body =
-        flowc_runtime::model_rest::request_to_json(&request(vec![fp32("INPUT", vec![4], vec![1.0, 2.0, 3.0, 4.0])]))
-            .expect("encodes")
-            .to_string();
+    let body = flowc_oip::json::request_to_json(&request(vec![fp32("INPUT", vec![4], vec![1.0, 2.0, 3.0, 4.0])]))
+        .expect("encodes")
+        .to_string();
     let v1 = "OUTPUT FP32 [4] = [120.0, 130.0, 140.0, 150.0]";
     let v2 = "OUTPUT FP32 [4] = [210.0, 220.0, 230.0, 240.0]";
     let url = format!("{}/v2/pipelines/chain3/infer", gateway.http);

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use flowc_runtime::model_client::GrpcModels;
+use flowc_oip::grpc::GrpcModels;
 use flowc_runtime::operator::ModelBackend;
 use flowc_runtime::proto::inference::{ModelInferRequest, ModelInferResponse};
 use flowc_runtime::tensor::{Encoding, InferMessage, Tensor, TensorData};

@@ -14,8 +14,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use flowc_compiler::{compile, CompileOptions, SourceMap};
+use flowc_reference::{serve, ReferenceServer};
 use flowc_runtime::kafka::{deploy, worker, KafkaConfig};
-use flowc_runtime::model_server::{serve, ReferenceServer};
 use flowc_runtime::operator::ModelBackend;
 use flowc_runtime::proto::inference::ModelInferRequest;
 use flowc_runtime::tensor::{Encoding, InferMessage, Tensor, TensorData};
@@ -245,7 +245,7 @@ impl Bench {
         let raw = RawSettings::current();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let url = start_model_server(&rt);
-        let models: Arc<dyn ModelBackend> = Arc::new(flowc_runtime::model_client::GrpcModels::connect(&url).unwrap());
+        let models: Arc<dyn ModelBackend> = Arc::new(flowc_oip::grpc::GrpcModels::connect(&url).unwrap());
         let config = flowc_properties(
             KafkaConfig::new(&bootstrap)
                 .detect_broker()

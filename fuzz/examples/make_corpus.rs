@@ -1,7 +1,7 @@
 //! Writes the seed corpora under `fuzz/corpus/<target>/` (files named `seed-*`; regression
 //! inputs of fixed crashes are kept beside them as `regression-*` and never touched):
 //!
-//! - `compile_yaml`: every YAML file of `samples/`, `tests/e2e/` and `tests/fixtures/`, and a
+//! - `compile_yaml`: every YAML file of `samples/`, `tests/e2e/` and `compiler/tests/fixtures/`, and a
 //!   two-file input (models in one file, the pipeline in another).
 //! - `oip_json`: the requests of `samples/requests/`, the requests written in the samples'
 //!   comments, every datatype, and binary tensor data extension bodies (as tritonclient sends).
@@ -98,7 +98,7 @@ fn yaml_files() -> Vec<PathBuf> {
     let root = repo();
     let mut all = files(&root.join("samples"), "yaml");
     all.extend(files(&root.join("tests/e2e"), "yaml"));
-    all.extend(files(&root.join("tests/fixtures/invalid"), "yaml"));
+    all.extend(files(&root.join("compiler/tests/fixtures/invalid"), "yaml"));
     all
 }
 
@@ -340,7 +340,7 @@ fn reference_grammar() {
     let mut sources = SourceMap::new();
     for p in yaml_files()
         .into_iter()
-        .filter(|p| !p.starts_with(repo().join("tests/fixtures")))
+        .filter(|p| !p.starts_with(repo().join("compiler/tests/fixtures")))
     {
         sources.add(p.display().to_string(), fs::read_to_string(&p).expect("read"));
     }

@@ -225,6 +225,7 @@ fn join_task(plan: &PipelinePlan, stores: &Stores) -> Task {
         models: None,
         defer_calls: false,
         oversize: None,
+        telemetry: std::sync::Arc::new(flowc_runtime::telemetry::NoTelemetry),
     };
     let rocks = match stores {
         Stores::RocksDb(dir) => Some(RocksState::open(dir.path().join("c-0")).expect("open RocksDB")),

@@ -253,6 +253,12 @@ pub fn build_info(r: &Registry) -> IntGaugeVec {
     )
 }
 
+/// Registers `flowc_build_info` in `r` (a registry of another part of the process: the
+/// reference server's) and sets it for `process`.
+pub fn register_build_info(r: &Registry, process: &str) {
+    set_build_info(&build_info(r), process);
+}
+
 /// Sets `flowc_build_info` for `process` to 1.
 pub fn set_build_info(info: &IntGaugeVec, process: &str) {
     let librdkafka = rdkafka::util::get_rdkafka_version().1;
@@ -274,6 +280,47 @@ pub struct StepMetrics {
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
+}
+
+/// The engine's telemetry in a Kafka node process: model calls into this process's
+/// Prometheus metrics, spans to its OTLP export (off unless configured, otlp.rs).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NodeTelemetry;
+
+struct ModelCallMetrics {
+    seconds: prometheus::Histogram,
+    failed: IntCounter,
+    unavailable: IntCounter,
+}
+
+impl flowc_engine::telemetry::CallMetrics for ModelCallMetrics {
+    fn observe(&self, seconds: f64, error: Option<&flowc_oip::ModelCallError>) {
+        self.seconds.observe(seconds);
+        match error {
+            Some(flowc_oip::ModelCallError::Failed(_)) => self.failed.inc(),
+            Some(flowc_oip::ModelCallError::Unavailable(_)) => self.unavailable.inc(),
+            None => {}
+        }
+    }
+}
+
+impl flowc_engine::telemetry::Telemetry for NodeTelemetry {
+    fn model_calls(&self, model: &str) -> std::sync::Arc<dyn flowc_engine::telemetry::CallMetrics> {
+        let m = metrics();
+        std::sync::Arc::new(ModelCallMetrics {
+            seconds: m.model_call_seconds.with_label_values(&[model]),
+            failed: m.model_call_failures.with_label_values(&[model, "failed"]),
+            unavailable: m.model_call_failures.with_label_values(&[model, "unavailable"]),
+        })
+    }
+
+    fn spans_enabled(&self) -> bool {
+        crate::otlp::enabled()
+    }
+
+    fn span(&self, span: flowc_engine::trace::Span) {
+        crate::otlp::record(span);
+    }
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown`.
@@ -340,6 +387,20 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with(" 1"), "{line}");
+    }
+
+    #[test]
+    fn build_info_goes_into_another_registry_of_the_process() {
+        // The reference server's registry, as `flowc model-server` and `flowc up` fill it.
+        let registry = Registry::new();
+        register_build_info(&registry, "model-server");
+        let text = TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+        let line = format!(
+            "flowc_build_info{{librdkafka=\"{}\",process=\"model-server\",version=\"{}\"}} 1",
+            rdkafka::util::get_rdkafka_version().1,
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
     }
 
     /// deploy/grafana/flowc.json charts only metrics that exist (the model server's own one

@@ -20,14 +20,12 @@
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanData, SpanEvents, SpanLinks, SpanProcessor};
 use opentelemetry_sdk::Resource;
-
-use crate::trace::TraceParent;
 
 static EXPORT: OnceLock<Option<Export>> = OnceLock::new();
 
@@ -116,27 +114,7 @@ pub fn enabled() -> bool {
     matches!(EXPORT.get(), Some(Some(_)))
 }
 
-/// What a span is, as the caller saw it.
-pub enum Kind {
-    Server,
-    Client,
-    Producer,
-}
-
-/// One finished span: `ids` are its trace and span id (the `traceparent` it wrote or sent),
-/// `parent` the span id it continues, if any (`remote`: from another process).
-pub struct Span {
-    pub name: String,
-    pub kind: Kind,
-    pub ids: TraceParent,
-    pub parent: Option<u64>,
-    pub remote_parent: bool,
-    pub start: SystemTime,
-    pub end: SystemTime,
-    pub attributes: Vec<(&'static str, String)>,
-    /// The error it ended with, if it failed.
-    pub error: Option<String>,
-}
+pub use flowc_engine::trace::{Kind, Span};
 
 /// Queues `span` for export (nothing when export is off).
 pub fn record(span: Span) {
@@ -201,6 +179,7 @@ impl opentelemetry_http::HttpClient for UreqClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     #[test]
     fn nothing_is_exported_without_an_endpoint() {
@@ -213,7 +192,7 @@ mod tests {
         record(Span {
             name: "hop x".into(),
             kind: Kind::Producer,
-            ids: TraceParent::new_trace(),
+            ids: flowc_engine::trace::TraceParent::new_trace(),
             parent: None,
             remote_parent: false,
             start: SystemTime::now(),

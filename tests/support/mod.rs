@@ -670,7 +670,7 @@ fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Re
 /// [`Received::tensors`] renders a record).
 pub fn json_tensors(body: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
-    let response = flowc_runtime::model_rest::response_from_json(&v).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let response = flowc_oip::json::response_from_json(&v).unwrap_or_else(|e| panic!("{e}: {body}"));
     let message = InferMessage::from_response(&response).expect("decodes");
     message.tensors.iter().map(render).collect::<Vec<_>>().join("\n")
 }

@@ -21,7 +21,8 @@ use tokio::net::TcpListener;
 
 use super::{Gateway, GatewayError, Target};
 use crate::json::request_from_json_and_binary;
-use crate::model_rest::{error_response, json_response, response_to_json_and_binary, OutputForm};
+use flowc_oip::http::{error_response, json_response};
+use flowc_oip::json::{response_to_json_and_binary, OutputForm};
 
 type Shared = State<Arc<Gateway>>;
 

@@ -164,7 +164,7 @@ pub enum GatewayError {
         text: String,
         key: String,
     },
-    #[error("no answer for request {key} within the gateway's request timeout of {}", crate::model_client::seconds(*waited))]
+    #[error("no answer for request {key} within the gateway's request timeout of {}", flowc_oip::backend::seconds(*waited))]
     Timeout { key: String, waited: Duration },
     #[error("{0}")]
     Unavailable(String),

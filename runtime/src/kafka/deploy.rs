@@ -559,7 +559,7 @@ pub fn plan_apply(
                 lines.push(format!(
                     "  version {} keeps serving the requests it accepted for {} (changed sub-topologies run side by side until then)",
                     old.version,
-                    crate::model_client::seconds(options.drain)
+                    flowc_oip::backend::seconds(options.drain)
                 ));
             }
             _ => lines.push(format!("pipeline {}: create ({})", p.name, p.fingerprint)),
@@ -1003,7 +1003,7 @@ pub fn infer_uri_settings(model: &ModelPlan, gateway_url: &str) -> Option<serde_
 fn load_and_check(model: &ModelPlan, server: &ServerPlan, endpoint: &super::placement::Endpoint) -> String {
     let mut notes = Vec::new();
     if let Some(rest) = super::placement::rest_endpoint(server) {
-        match crate::model_rest::agent(Duration::from_secs(30))
+        match flowc_oip::rest::agent(Duration::from_secs(30))
             .post(&format!("{rest}/v2/repository/models/{}/load", model.name))
             .send_empty()
         {
@@ -1014,10 +1014,10 @@ fn load_and_check(model: &ModelPlan, server: &ServerPlan, endpoint: &super::plac
         }
     }
     let ready = match endpoint {
-        super::placement::Endpoint::Grpc(url) => crate::model_client::GrpcModels::connect(url)
+        super::placement::Endpoint::Grpc(url) => flowc_oip::grpc::GrpcModels::connect(url)
             .map_err(|e| e.to_string())
             .and_then(|c| c.with_timeout(Duration::from_secs(3)).ready(&model.name)),
-        super::placement::Endpoint::Rest(url) => crate::model_rest::agent(Duration::from_secs(3))
+        super::placement::Endpoint::Rest(url) => flowc_oip::rest::agent(Duration::from_secs(3))
             .get(&format!("{url}/v2/models/{}/ready", model.name))
             .call()
             .map(|r| r.status().is_success())

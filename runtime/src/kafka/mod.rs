@@ -121,10 +121,4 @@ pub fn text_headers<M: rdkafka::message::Message>(m: &M) -> Vec<(String, String)
         .unwrap_or_default()
 }
 
-/// Milliseconds since the Unix epoch (record timestamps, operator clocks).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use flowc_oip::backend::now_ms;

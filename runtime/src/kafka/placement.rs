@@ -10,10 +10,10 @@ use std::sync::{Arc, RwLock};
 
 use flowc_plan::{ModelPlan, ServerPlan};
 
-use crate::model_client::GrpcModels;
-use crate::model_rest::RestModels;
 use crate::operator::{ModelBackend, ModelCallError};
 use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
+use flowc_oip::grpc::GrpcModels;
+use flowc_oip::rest::RestModels;
 
 /// The Server `model` runs on, if any; an error when it names a missing Server or fits none.
 pub fn place<'a>(model: &ModelPlan, servers: &'a [ServerPlan]) -> Result<Option<&'a ServerPlan>, String> {
@@ -153,10 +153,6 @@ impl PlacedModels {
 }
 
 impl ModelBackend for PlacedModels {
-    fn infer(&self, model: &str, request: ModelInferRequest) -> Result<ModelInferResponse, String> {
-        self.call(model, request).map_err(|e| e.to_string())
-    }
-
     fn ready(&self, model: &str) -> Result<bool, String> {
         let url = self.placement.read().ok().and_then(|p| p.get(model).cloned());
         match (url, &self.fallback) {
@@ -166,11 +162,7 @@ impl ModelBackend for PlacedModels {
         }
     }
 
-    fn call(&self, model: &str, request: ModelInferRequest) -> Result<ModelInferResponse, ModelCallError> {
-        self.call_with_headers(model, request, &[]).map(|(r, _)| r)
-    }
-
-    fn call_with_headers(
+    fn call(
         &self,
         model: &str,
         request: ModelInferRequest,
@@ -178,10 +170,8 @@ impl ModelBackend for PlacedModels {
     ) -> Result<(ModelInferResponse, Vec<(String, String)>), ModelCallError> {
         let url = self.placement.read().ok().and_then(|p| p.get(model).cloned());
         match (url, &self.fallback) {
-            (Some(endpoint), _) => self
-                .client(&endpoint)?
-                .call_with_headers(model, request, request_headers),
-            (None, Some(fallback)) => fallback.call_with_headers(model, request, request_headers),
+            (Some(endpoint), _) => self.client(&endpoint)?.call(model, request, request_headers),
+            (None, Some(fallback)) => fallback.call(model, request, request_headers),
             (None, None) => Err(ModelCallError::Failed(format!(
                 "model {model} is on no Server and this worker has no --model-server"
             ))),

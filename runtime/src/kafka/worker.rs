@@ -346,7 +346,7 @@ fn reconcile(
                         if let Some(reporter) = &options.reporter {
                             let problem = format!(
                                 "restarting in {} after an error: {e}",
-                                crate::model_client::seconds(backoff)
+                                flowc_oip::backend::seconds(backoff)
                             );
                             reporter.report(
                                 &deployment.plan.sub_topologies[sub].consumer_group,
@@ -1349,6 +1349,7 @@ impl SubRunner {
             models: self.options.models.clone(),
             // A fused task's calls are made many at once by the runner (`run_fused`).
             defer_calls: matches!(sub.role, Role::Fused { .. }),
+            telemetry: Arc::new(crate::metrics::NodeTelemetry),
             oversize: Some(Arc::new({
                 let (limits, max) = (self.topic_limits.clone(), self.max_message_bytes);
                 move |topic: &str, step: &str, size: usize| {
