@@ -55,6 +55,10 @@ enum Command {
         /// Where to write the picture.
         #[arg(long, short, default_value = "dag.svg")]
         output: PathBuf,
+        /// `steps`: the steps, their models and the topics between them; `topology`: every
+        /// processor of every sub-topology (as `compile --format dot`).
+        #[arg(long, value_enum, default_value_t = GraphView::Steps)]
+        view: GraphView,
         #[command(flatten)]
         common: Common,
     },
@@ -98,6 +102,13 @@ struct Common {
     color: Color,
     #[command(flatten)]
     execution: cli::ExecutionArg,
+}
+
+/// What `flowc graph` draws.
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphView {
+    Steps,
+    Topology,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -171,7 +182,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Graph { files, output, common } => {
+        Command::Graph {
+            files,
+            output,
+            view,
+            common,
+        } => {
             let sources = cli::read_sources(&files)?;
             let options = CompileOptions {
                 prefix: common.prefix,
@@ -186,7 +202,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let Some(plan) = compilation.plan else {
                 return Ok(ExitCode::from(1));
             };
-            let svg = flowc_compiler::render::svg(&plan);
+            let kind = match view {
+                GraphView::Steps => flowc_compiler::render::view::ViewKind::Steps,
+                GraphView::Topology => flowc_compiler::render::view::ViewKind::Topology,
+            };
+            let svg = flowc_compiler::render::svg(&plan, kind);
             std::fs::write(&output, svg).with_context(|| format!("cannot write {}", output.display()))?;
             eprintln!("wrote {}", output.display());
             Ok(ExitCode::SUCCESS)

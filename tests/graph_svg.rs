@@ -1,6 +1,7 @@
-//! `flowc graph`: the built binary writes a standalone SVG picture of the compiled DAG.
+//! `flowc graph`: the built binary writes a standalone SVG picture of the compiled DAG, in
+//! both views: the steps (the default) and every processor (`--view topology`).
 
-use flowc_compiler::render::view::View;
+use flowc_compiler::render::view::{View, ViewKind};
 use flowc_compiler::CompileOptions;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -22,14 +23,18 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs `flowc graph SAMPLE -o DIR/dag.svg` (failing after 60 s, so a layout that loops
-/// shows up as a failure) and returns the file's text.
-fn graph(sample: &str) -> String {
+/// Runs `flowc graph SAMPLE -o DIR/dag.svg --view VIEW` (failing after 60 s, so a layout
+/// that loops shows up as a failure) and returns the file's text.
+fn graph(sample: &str, kind: ViewKind) -> String {
     let dir = temp_dir(sample);
     let out = dir.join("dag.svg");
+    let view = match kind {
+        ViewKind::Steps => "steps",
+        ViewKind::Topology => "topology",
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
         .current_dir(repo())
-        .args(["graph", &format!("samples/{sample}.yaml"), "-o"])
+        .args(["graph", &format!("samples/{sample}.yaml"), "--view", view, "-o"])
         .arg(&out)
         .stderr(Stdio::piped())
         .spawn()
@@ -57,10 +62,10 @@ fn graph(sample: &str) -> String {
 }
 
 /// The drawing model of a sample, as the renderer sees it.
-fn view(sample: &str) -> View {
+fn view(sample: &str, kind: ViewKind) -> View {
     let text = std::fs::read_to_string(repo().join(format!("samples/{sample}.yaml"))).unwrap();
     let (_, compilation) = flowc_compiler::compile_str(sample, &text, &CompileOptions::default());
-    View::new(compilation.plan.as_ref().expect("the sample compiles"))
+    View::of(compilation.plan.as_ref().expect("the sample compiles"), kind)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -112,8 +117,8 @@ fn assert_apart(what: &str, boxes: &[Box2]) {
 
 /// Checks the picture of one sample: a well-formed standalone SVG that names every topic
 /// and sub-topology, with one path per edge and no boxes on top of each other.
-fn check(sample: &str) -> String {
-    let svg = graph(sample);
+fn check(sample: &str, kind: ViewKind) -> String {
+    let svg = graph(sample, kind);
     let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{sample}: not XML: {e}"));
     let root = doc.root_element();
     assert_eq!(root.tag_name().name(), "svg");
@@ -131,7 +136,7 @@ fn check(sample: &str) -> String {
         .filter(|n| n.has_tag_name("text"))
         .filter_map(|n| n.text())
         .collect();
-    let view = view(sample);
+    let view = view(sample, kind);
     for topic in &view.topics {
         assert!(
             texts.contains(&topic.label.as_str()),
@@ -190,7 +195,7 @@ fn check(sample: &str) -> String {
 
 #[test]
 fn join_is_drawn() {
-    let svg = check("join");
+    let svg = check("join", ViewKind::Topology);
     for label in [
         "pipeline.join.inputs",
         "model.tfsimple1.outputs",
@@ -207,15 +212,67 @@ fn join_is_drawn() {
     assert!(svg.contains("OUTPUT0 -&gt; INPUT0"));
 }
 
+/// The default view: a frame per step holding what it does and its model, the output, and
+/// the topics users inspect between them; no sources, selects or sinks, no model-inputs topics.
+#[test]
+fn join_is_drawn_as_steps() {
+    let svg = check("join", ViewKind::Steps);
+    for label in [
+        "pipeline.join.inputs",
+        "model.tfsimple1.outputs",
+        "model.tfsimple2.outputs",
+        "model.tfsimple3.outputs",
+        "pipeline.join.outputs",
+        "step tfsimple1",
+        "step tfsimple3",
+        "output",
+        "model tfsimple3",
+        "join",
+        "join 0",
+        "join 1",
+    ] {
+        assert!(svg.contains(&format!(">{label}</text>")), "no text {label}");
+    }
+    for absent in ["source", "sink", "model.tfsimple3.inputs", "tfsimple3.join"] {
+        assert!(
+            !svg.contains(&format!(">{absent}</text>")),
+            "text {absent} in the steps view"
+        );
+    }
+    let view = view("join", ViewKind::Steps);
+    assert_eq!(view.clusters.len(), 4, "three steps and the output");
+    let frame = |label: &str| view.clusters.iter().find(|c| c.label == label).expect(label);
+    let boxes: Vec<&str> = frame("step tfsimple3").nodes.iter().map(|n| n.label.as_str()).collect();
+    assert_eq!(boxes, ["join", "model tfsimple3"]);
+    // The join takes both models' outputs through their topics.
+    let topic = |label: &str| view.topics.iter().find(|t| t.label == label).expect(label).id.clone();
+    let join = frame("step tfsimple3").nodes[0].id.clone();
+    for (t, port) in [
+        ("model.tfsimple1.outputs", "join 0"),
+        ("model.tfsimple2.outputs", "join 1"),
+    ] {
+        assert!(
+            view.edges
+                .iter()
+                .any(|e| e.from == topic(t) && e.to == join && e.label.as_deref() == Some(port)),
+            "no edge {t} -> join ({port}): {:?}",
+            view.edges
+        );
+    }
+}
+
 #[test]
 fn a_cycle_through_topics_is_drawn() {
-    check("cycle");
+    check("cycle", ViewKind::Topology);
+    check("cycle", ViewKind::Steps);
 }
 
 #[test]
 fn triggers_are_drawn() {
-    let svg = check("triggers");
+    let svg = check("triggers", ViewKind::Topology);
     assert!(svg.contains(">trigger 0</text>"));
+    let svg = check("triggers", ViewKind::Steps);
+    assert!(svg.contains(">triggers</text>"));
 }
 
 #[test]
@@ -227,6 +284,7 @@ fn every_sample_is_drawn() {
     samples.sort();
     assert!(!samples.is_empty());
     for sample in samples {
-        check(&sample);
+        check(&sample, ViewKind::Steps);
+        check(&sample, ViewKind::Topology);
     }
 }

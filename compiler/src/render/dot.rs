@@ -21,7 +21,7 @@ fn label(name: &str, detail: Option<&str>) -> String {
 }
 
 pub fn dot(plan: &Plan) -> String {
-    let view = View::new(plan);
+    let view = View::topology(plan);
     let mut out = String::new();
     out.push_str("digraph flowc {\n  rankdir=LR;\n  compound=true;\n");
     out.push_str("  node [fontname=\"Helvetica\", fontsize=10];\n  edge [fontname=\"Helvetica\", fontsize=9];\n");

@@ -19,7 +19,7 @@ fn text(name: &str, detail: Option<&str>) -> String {
 }
 
 pub fn mermaid(plan: &Plan) -> String {
-    let view = View::new(plan);
+    let view = View::topology(plan);
     let mut out = String::from("flowchart LR\n");
     for t in &view.topics {
         let _ = writeln!(out, "  {}[{}]", t.id, text(&t.label, t.detail.as_deref()));

@@ -37,7 +37,7 @@
 //! Should the crate ever panic on a graph, the picture falls back to a plain left-to-right
 //! row, so `flowc graph` still writes a usable file.
 
-use crate::render::view::{Shape, View, ViewNode};
+use crate::render::view::{Shape, View, ViewKind, ViewNode};
 use layout::core::base::Orientation;
 use layout::core::format::{ClipHandle, RenderBackend};
 use layout::core::geometry::Point;
@@ -1145,8 +1145,8 @@ fn node_shape(out: &mut String, t: &NodeText, r: &Rect) {
 }
 
 /// The DAG of a compiled plan as a complete, standalone SVG document.
-pub fn svg(plan: &crate::Plan) -> String {
-    let view = View::new(plan);
+pub fn svg(plan: &crate::Plan, kind: ViewKind) -> String {
+    let view = View::of(plan, kind);
     let mut d = lay_out(&view);
 
     // Bring everything into view, `MARGIN` from the top-left corner.
