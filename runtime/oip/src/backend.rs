@@ -1,6 +1,7 @@
 //! The one interface every model call goes through: the model gateway's clients (gRPC, REST,
 //! placed by model) in the Kafka node, a function in tests.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::proto::inference::{ModelInferRequest, ModelInferResponse};
@@ -69,5 +70,30 @@ pub trait ModelBackend: Send + Sync {
         self.call(model, request, &[])
             .map(|(response, _)| response)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// Where a client calls each model: an endpoint of its own, or the default one.
+#[derive(Clone, Debug, Default)]
+pub struct Endpoints {
+    default: Option<String>,
+    /// Model name → endpoint URL.
+    models: BTreeMap<String, String>,
+}
+
+impl Endpoints {
+    /// Where models without an endpoint of their own are called.
+    pub fn set_default(&mut self, url: String) {
+        self.default = Some(url);
+    }
+
+    /// Calls `model` at `url`.
+    pub fn set(&mut self, model: &str, url: String) {
+        self.models.insert(model.to_string(), url);
+    }
+
+    /// The endpoint URL `model` is called at, if any.
+    pub fn of(&self, model: &str) -> Option<&str> {
+        self.models.get(model).or(self.default.as_ref()).map(String::as_str)
     }
 }

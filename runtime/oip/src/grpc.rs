@@ -13,7 +13,7 @@
 //! The back-off is backon's; a retry that would start after the request's deadline (§10) is
 //! not made.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::error::Error as _;
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
@@ -24,7 +24,9 @@ use tonic::Code;
 
 use backon::{ExponentialBuilder, Retryable};
 
-use crate::backend::{deadline_text, now_ms, seconds, CallAnswer, ModelBackend, ModelCallError, DEADLINE_HEADER};
+use crate::backend::{
+    deadline_text, now_ms, seconds, CallAnswer, Endpoints, ModelBackend, ModelCallError, DEADLINE_HEADER,
+};
 use crate::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use crate::proto::inference::ModelInferRequest;
 
@@ -53,9 +55,7 @@ pub struct GrpcModels {
     /// `Some` until dropped (dropping a runtime inside another runtime's thread panics, so drop
     /// shuts it down in the background instead).
     runtime: Option<Runtime>,
-    default_endpoint: Option<String>,
-    /// Model name → endpoint URL.
-    endpoints: BTreeMap<String, String>,
+    endpoints: Endpoints,
     /// Endpoint URL → its settings; the channel once the first call made it.
     channels: Mutex<HashMap<String, (Endpoint, Option<Channel>)>>,
     timeout: Duration,
@@ -73,8 +73,7 @@ impl GrpcModels {
             .build()?;
         Ok(GrpcModels {
             runtime: Some(runtime),
-            default_endpoint: None,
-            endpoints: BTreeMap::new(),
+            endpoints: Endpoints::default(),
             channels: Mutex::new(HashMap::new()),
             timeout: DEFAULT_TIMEOUT,
             tries: DEFAULT_TRIES,
@@ -90,14 +89,15 @@ impl GrpcModels {
     /// Where models without an endpoint of their own are called. `url` is `grpc://host:port`,
     /// `http://host:port` or `host:port`.
     pub fn with_default_endpoint(mut self, url: &str) -> Result<Self, ClientError> {
-        self.default_endpoint = Some(self.add_endpoint(url)?);
+        let url = self.add_endpoint(url)?;
+        self.endpoints.set_default(url);
         Ok(self)
     }
 
     /// Calls `model` on the server at `url`.
     pub fn with_model(mut self, model: &str, url: &str) -> Result<Self, ClientError> {
         let url = self.add_endpoint(url)?;
-        self.endpoints.insert(model.to_string(), url);
+        self.endpoints.set(model, url);
         Ok(self)
     }
 
@@ -122,10 +122,7 @@ impl GrpcModels {
 
     /// The endpoint URL `model` is called at, if any.
     pub fn endpoint_of(&self, model: &str) -> Option<&str> {
-        self.endpoints
-            .get(model)
-            .or(self.default_endpoint.as_ref())
-            .map(String::as_str)
+        self.endpoints.of(model)
     }
 
     /// Registers `url` (normalised to `http://…`) and returns the normalised form.

@@ -6,12 +6,11 @@
 //! [`ModelCallError::Failed`] with the response body as the text; so is a timeout. Seldon does not
 //! retry REST calls, and neither does this client.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::backend::{seconds, CallAnswer, ModelBackend, ModelCallError};
+use crate::backend::{seconds, CallAnswer, Endpoints, ModelBackend, ModelCallError};
 use crate::json::{request_to_json, response_from_json};
 use crate::proto::inference::ModelInferRequest;
 
@@ -22,9 +21,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// endpoints per model, pooled keep-alive connections.
 pub struct RestModels {
     agent: ureq::Agent,
-    default_endpoint: Option<String>,
-    /// Model name → endpoint URL.
-    endpoints: BTreeMap<String, String>,
+    endpoints: Endpoints,
     timeout: Duration,
 }
 
@@ -39,8 +36,7 @@ impl RestModels {
     pub fn new() -> Self {
         RestModels {
             agent: agent(DEFAULT_TIMEOUT),
-            default_endpoint: None,
-            endpoints: BTreeMap::new(),
+            endpoints: Endpoints::default(),
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -53,13 +49,13 @@ impl RestModels {
 
     /// Where models without an endpoint of their own are called.
     pub fn with_default_endpoint(mut self, url: &str) -> Self {
-        self.default_endpoint = Some(normalise(url));
+        self.endpoints.set_default(normalise(url));
         self
     }
 
     /// Calls `model` on the server at `url`.
     pub fn with_model(mut self, model: &str, url: &str) -> Self {
-        self.endpoints.insert(model.to_string(), normalise(url));
+        self.endpoints.set(model, normalise(url));
         self
     }
 
@@ -72,10 +68,7 @@ impl RestModels {
 
     /// The endpoint URL `model` is called at, if any.
     pub fn endpoint_of(&self, model: &str) -> Option<&str> {
-        self.endpoints
-            .get(model)
-            .or(self.default_endpoint.as_ref())
-            .map(String::as_str)
+        self.endpoints.of(model)
     }
 }
 
