@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use flowc_runtime::kafka::client::PipelineClient;
 use flowc_runtime::kafka::{deploy, worker};
 
 use crate::cli::{model_backend, KafkaArgs};
@@ -281,8 +282,6 @@ pub struct SendArgs {
 /// An async client's write (§7): the request on the pipeline's inputs topic with the
 /// `pipeline` header. Prints the key to read the answer by.
 pub fn send(args: SendArgs) -> Result<ExitCode> {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let text = match args.request.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?,
         None => args.request.clone(),
@@ -290,26 +289,13 @@ pub fn send(args: SendArgs) -> Result<ExitCode> {
     let json: serde_json::Value = serde_json::from_str(&text).context("the request is not valid JSON")?;
     let request = flowc_runtime::json::request_from_json(&json)?;
     let config = args.kafka.config()?;
-    let topic = flowc_compiler::TopicNames::new(&args.kafka.prefix, &args.namespace)
-        .pipeline(&args.pipeline, flowc_compiler::ast::Side::Inputs);
     let key = args.key.unwrap_or_else(|| {
         format!(
             "req-{:x}",
             flowc_runtime::kafka::now_ms() as u64 ^ u64::from(std::process::id())
         )
     });
-    let value = prost::Message::encode_to_vec(&request);
-    let producer: BaseProducer = config.producer().create()?;
-    let headers = OwnedHeaders::new().insert(Header {
-        key: flowc_runtime::record::header::PIPELINE,
-        value: Some(args.pipeline.as_str()),
-    });
-    producer
-        .send(BaseRecord::to(&topic).key(&key).payload(&value).headers(headers))
-        .map_err(|(e, _)| e)?;
-    producer
-        .flush(config.timeout)
-        .with_context(|| format!("cannot write to {topic} at {}", config.bootstrap))?;
+    PipelineClient::new(&config, &args.kafka.prefix, &args.namespace, &args.pipeline).send(&key, &request)?;
     println!("{key}");
     Ok(ExitCode::SUCCESS)
 }
@@ -335,67 +321,25 @@ pub struct ReadArgs {
 
 /// An async client's read: answers on the outputs topic, one JSON line each.
 pub fn read(args: ReadArgs) -> Result<ExitCode> {
-    use prost::Message as _;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{Headers as _, Message as _};
-    use rdkafka::{Offset, TopicPartitionList};
     let config = args.kafka.config()?;
-    let topic = flowc_compiler::TopicNames::new(&args.kafka.prefix, &args.namespace)
-        .pipeline(&args.pipeline, flowc_compiler::ast::Side::Outputs);
-    let consumer: BaseConsumer = config.reader().create()?;
-    let metadata = consumer
-        .fetch_metadata(Some(&topic), config.timeout)
-        .with_context(|| format!("cannot reach a Kafka broker at {}", config.bootstrap))?;
-    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
-    if partitions == 0 {
-        anyhow::bail!("topic {topic} does not exist: is pipeline {} deployed?", args.pipeline);
+    let client = PipelineClient::new(&config, &args.kafka.prefix, &args.namespace, &args.pipeline);
+    if args.count == 0 {
+        return Ok(ExitCode::SUCCESS);
     }
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
     let deadline = std::time::Instant::now() + Duration::from_millis(args.wait_ms);
     let mut printed = 0;
-    while printed < args.count {
-        if std::time::Instant::now() > deadline {
-            eprintln!(
-                "no more answers on {topic} within {} ms ({printed} printed)",
-                args.wait_ms
-            );
-            return Ok(ExitCode::from(1));
-        }
-        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = m?;
-        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-        if args.key.as_ref().is_some_and(|k| *k != key) {
-            continue;
-        }
-        let error = m.headers().and_then(|h| {
-            h.iter()
-                .find(|x| x.key == flowc_runtime::record::header::PIPELINE_ERRORS)
-                .map(|x| String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())
-        });
-        let payload = m.payload().unwrap_or_default();
-        let line = match error {
-            Some(model) => {
-                serde_json::json!({"key": key, "partition": m.partition(), "error": format!("{model} : {}", String::from_utf8_lossy(payload))})
-            }
-            None => {
-                let response = flowc_runtime::proto::inference::ModelInferResponse::decode(payload)?;
-                let message = flowc_runtime::tensor::InferMessage::from_response(&response)?;
-                let outputs: Vec<_> = message
-                    .tensors
-                    .iter()
-                    .map(flowc_runtime::json::tensor_to_json)
-                    .collect();
-                serde_json::json!({"key": key, "partition": m.partition(), "outputs": outputs})
-            }
-        };
+    client.read(args.key.as_deref(), deadline, |line| {
         println!("{line}");
         printed += 1;
+        printed < args.count
+    })?;
+    if printed < args.count {
+        eprintln!(
+            "no more answers on {} within {} ms ({printed} printed)",
+            client.topic(flowc_compiler::ast::Side::Outputs),
+            args.wait_ms
+        );
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

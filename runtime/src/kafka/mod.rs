@@ -3,6 +3,7 @@
 //! partition through consumer groups, with state restored from changelog topics.
 
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod control;
 pub mod deploy;
