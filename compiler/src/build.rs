@@ -4,7 +4,7 @@ use crate::ast::*;
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 use crate::graph::StepGraph;
 use crate::plan::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// Naming settings of a deployment (§4.1).
 #[derive(Clone, Debug)]
@@ -255,7 +255,6 @@ struct PipelineBuilder<'a> {
     topic_names: BTreeSet<String>,
     stores: Vec<Store>,
     /// Index in `stores` where the sub-topology being built started adding.
-    stores_of_current_sub: usize,
     subs: Vec<(Role, String, SubBuilder)>,
     copartition: Vec<Vec<String>>,
     guarded: BTreeSet<usize>,
@@ -269,7 +268,6 @@ impl<'a> PipelineBuilder<'a> {
             topics: Vec::new(),
             topic_names: BTreeSet::new(),
             stores: Vec::new(),
-            stores_of_current_sub: 0,
             subs: Vec::new(),
             copartition: Vec::new(),
             guarded: BTreeSet::new(),
@@ -469,27 +467,7 @@ impl<'a> PipelineBuilder<'a> {
             Role::ModelCall { model } => self.names.model_group(model),
             _ => self.names.consumer_group(self.pname(), &sub.name),
         };
-        // Every topic a sub-topology with a join or gate reads must be co-partitioned with its
-        // changelogs; record it as one group.
-        let stateful = sub.nodes.iter().any(|n| n.op.store().is_some());
-        if stateful {
-            let mut topics: Vec<String> = sub
-                .nodes
-                .iter()
-                .filter_map(|n| match &n.op {
-                    Op::Source { topic, .. } => Some(topic.clone()),
-                    _ => None,
-                })
-                .collect();
-            topics.extend(
-                self.stores[self.stores_of_current_sub..]
-                    .iter()
-                    .map(|s| s.changelog_topic.clone()),
-            );
-            self.copartition.push(topics);
-        }
         self.subs.push((role, group, sub));
-        self.stores_of_current_sub = self.stores.len();
     }
 
     fn window(ms: Option<u64>) -> u64 {
@@ -566,7 +544,7 @@ impl<'a> PipelineBuilder<'a> {
                 }
             }
         }
-        let sub_topologies = self
+        let sub_topologies: Vec<SubTopology> = self
             .subs
             .into_iter()
             .enumerate()
@@ -593,8 +571,17 @@ impl<'a> PipelineBuilder<'a> {
             sub_topologies,
             topics: self.topics,
             stores: self.stores,
-            copartition_groups: merge_groups(self.copartition),
+            copartition_groups: Vec::new(),
         };
+        // Besides the join inputs recorded while building: every stateful sub-topology's
+        // sources and changelogs (§3 rule 11).
+        let mut groups = self.copartition;
+        groups.extend(
+            plan.sub_topologies
+                .iter()
+                .filter_map(|s| s.copartition_group(&plan.stores)),
+        );
+        plan.copartition_groups = flowc_plan::merge_copartition_groups(groups);
         plan.fingerprint = fingerprint(&plan);
         plan
     }
@@ -914,62 +901,11 @@ pub fn model_call_plan(prefix: &str, model: &ModelPlan) -> PipelinePlan {
     plan
 }
 
-/// Merges overlapping topic sets (union-find over topic names), each result sorted, the
-/// groups sorted; singletons are dropped.
-fn merge_groups(groups: Vec<Vec<String>>) -> Vec<Vec<String>> {
-    let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    let mut parent: Vec<usize> = Vec::new();
-    fn find(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
-    }
-    for group in &groups {
-        let mut first: Option<usize> = None;
-        for topic in group {
-            let id = *index.entry(topic.clone()).or_insert_with(|| {
-                parent.push(parent.len());
-                parent.len() - 1
-            });
-            match first {
-                None => first = Some(id),
-                Some(f) => {
-                    let (a, b) = (find(&mut parent, f), find(&mut parent, id));
-                    if a != b {
-                        parent[b] = a;
-                    }
-                }
-            }
-        }
-    }
-    let mut merged: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-    for (topic, id) in &index {
-        let root = find(&mut parent, *id);
-        merged.entry(root).or_default().push(topic.clone());
-    }
-    let mut out: Vec<Vec<String>> = merged.into_values().filter(|g| g.len() > 1).collect();
-    out.sort();
-    out
-}
-
 pub use flowc_plan::fingerprint;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn overlapping_groups_merge() {
-        let g = merge_groups(vec![
-            vec!["a".into(), "b".into()],
-            vec!["c".into(), "d".into()],
-            vec!["b".into(), "c".into()],
-            vec!["x".into()],
-        ]);
-        assert_eq!(g, vec![vec!["a", "b", "c", "d"]]);
-    }
 
     #[test]
     fn topic_names_follow_the_spec() {

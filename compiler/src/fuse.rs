@@ -147,25 +147,12 @@ pub fn fuse(plan: &PipelinePlan, names: &TopicNames) -> Result<PipelinePlan, Str
     }
     // A stateful sub-topology's sources and changelogs are co-partitioned (rule 11); the
     // topics now crossed inside the task no longer need to be.
-    out.copartition_groups = out
-        .sub_topologies
-        .iter()
-        .filter(|s| s.nodes.iter().any(|n| n.op.store().is_some()))
-        .map(|s| {
-            let mut group: Vec<String> = s.source_topics().into_iter().map(str::to_string).collect();
-            group.extend(
-                out.stores
-                    .iter()
-                    .filter(|st| st.sub_topology == s.name)
-                    .map(|st| st.changelog_topic.clone()),
-            );
-            group.sort();
-            group.dedup();
-            group
-        })
-        .filter(|g| g.len() > 1)
-        .collect();
-    out.copartition_groups.sort();
+    out.copartition_groups = flowc_plan::merge_copartition_groups(
+        out.sub_topologies
+            .iter()
+            .filter_map(|s| s.copartition_group(&out.stores))
+            .collect(),
+    );
     out.fingerprint = String::new();
     out.fingerprint = fingerprint(&out);
     Ok(out)

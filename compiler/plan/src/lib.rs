@@ -515,6 +515,22 @@ impl SubTopology {
 
     /// Topics this sub-topology consumes, each once, in order of first appearance (several
     /// sources may read one topic: a fused pipeline's steps all read its inputs).
+    /// What a stateful sub-topology reads and its stores' changelogs, which must be
+    /// co-partitioned (§3 rule 11); `None` when it keeps no state.
+    pub fn copartition_group(&self, stores: &[Store]) -> Option<Vec<String>> {
+        if !self.nodes.iter().any(|n| n.op.store().is_some()) {
+            return None;
+        }
+        let mut group: Vec<String> = self.source_topics().into_iter().map(str::to_string).collect();
+        group.extend(
+            stores
+                .iter()
+                .filter(|st| st.sub_topology == self.name)
+                .map(|st| st.changelog_topic.clone()),
+        );
+        Some(group)
+    }
+
     pub fn source_topics(&self) -> Vec<&str> {
         let mut topics: Vec<&str> = Vec::new();
         for n in &self.nodes {
@@ -574,5 +590,61 @@ impl PipelinePlan {
             }
         }
         errors
+    }
+}
+
+/// Merges overlapping topic sets (union-find over topic names), each result sorted, the
+/// groups sorted; singletons are dropped.
+pub fn merge_copartition_groups(groups: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    let mut index: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    let mut parent: Vec<usize> = Vec::new();
+    fn find(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for group in &groups {
+        let mut first: Option<usize> = None;
+        for topic in group {
+            let id = *index.entry(topic.clone()).or_insert_with(|| {
+                parent.push(parent.len());
+                parent.len() - 1
+            });
+            match first {
+                None => first = Some(id),
+                Some(f) => {
+                    let (a, b) = (find(&mut parent, f), find(&mut parent, id));
+                    if a != b {
+                        parent[b] = a;
+                    }
+                }
+            }
+        }
+    }
+    let mut merged: std::collections::BTreeMap<usize, Vec<String>> = std::collections::BTreeMap::new();
+    for (topic, id) in &index {
+        let root = find(&mut parent, *id);
+        merged.entry(root).or_default().push(topic.clone());
+    }
+    let mut out: Vec<Vec<String>> = merged.into_values().filter(|g| g.len() > 1).collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod copartition_tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_groups_merge() {
+        let g = merge_copartition_groups(vec![
+            vec!["a".into(), "b".into()],
+            vec!["c".into(), "d".into()],
+            vec!["b".into(), "c".into()],
+            vec!["x".into()],
+        ]);
+        assert_eq!(g, vec![vec!["a", "b", "c", "d"]]);
     }
 }
