@@ -6,7 +6,7 @@
 #
 # The build resolves pom.xml's runtime dependencies with Maven (dependency:copy-dependencies,
 # the plugin scripts/install-kafka.sh uses too), generates the protobuf classes from
-# runtime/proto/inference.proto with protoc, compiles with javac and jars the classes. It
+# runtime/oip/proto/inference.proto with protoc, compiles with javac and jars the classes. It
 # installs into ${FLOWC_TOOLS_DIR:-~/.cache/flowc/tools}/kstreams-bench (libs/*.jar,
 # kstreams-bench.jar); a marker holds the hash of the pom, the Java sources and the proto, so a
 # second run needs no network, no Maven and no compiler. Everything but the path goes to
@@ -18,7 +18,7 @@ root="$(cd "$here/../.." && pwd)"
 TOOLS_DIR="${FLOWC_TOOLS_DIR:-$HOME/.cache/flowc/tools}"
 DEST="$TOOLS_DIR/kstreams-bench"
 MARKER="$DEST/.installed"
-PROTO="$root/runtime/proto/inference.proto"
+PROTO="$root/runtime/oip/proto/inference.proto"
 
 log() { echo "kstreams: $*" >&2; }
 

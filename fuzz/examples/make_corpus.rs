@@ -218,7 +218,7 @@ fn oip_json() {
     }
     let typed = message("all", every_datatype(), Encoding::Typed);
     let request = typed.to_request().expect("encodes");
-    let json = flowc_runtime::model_rest::request_to_json(&request).expect("to json");
+    let json = flowc_runtime::json::request_to_json(&request).expect("to json");
     c.add("every-datatype.json", &join_oip(json.to_string().as_bytes(), None));
     let with_fp16 = json!({"id": "h", "inputs": [
         {"name": "h", "datatype": "FP16", "shape": [2, 1], "data": [[1.5], [-2.0]]},

@@ -6,9 +6,9 @@
 //! decoded again. Nothing may panic, and what decoded once must decode again the same.
 #![no_main]
 
-use flowc_runtime::json::{request_from_json, request_from_json_and_binary};
-use flowc_runtime::model_rest::{
-    request_to_json, response_from_json, response_to_json, response_to_json_and_binary, OutputForm,
+use flowc_runtime::json::{
+    request_from_json, request_from_json_and_binary, request_to_json, response_from_json, response_to_json,
+    response_to_json_and_binary, OutputForm,
 };
 use flowc_runtime::proto::inference::ModelInferRequest;
 use flowc_runtime::tensor::{request_to_response, InferMessage, Tensor, TensorData};
