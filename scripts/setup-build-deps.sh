@@ -2,7 +2,7 @@
 # Installs the system packages that building flowc needs on a fresh Debian/Ubuntu machine.
 #
 #   - libclang: rocksdb's `librocksdb-sys` runs bindgen at build time, which loads libclang.
-#   - protoc:   `tonic-prost-build` compiles runtime/proto/*.proto with the system protoc.
+#   - protoc:   `tonic-prost-build` compiles runtime/oip/proto/*.proto with the system protoc.
 #
 # gcc/g++, make and libssl-dev are assumed present. cmake is deliberately not needed:
 # librocksdb-sys builds its C++ with the `cc` crate.
