@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::proto::inference::infer_parameter::ParameterChoice;
@@ -29,6 +30,69 @@ pub enum JsonError {
     Tensor(#[from] crate::tensor::TensorError),
 }
 
+/// The JSON form of one tensor: a request's `inputs[]`, a response's `outputs[]`. `data` stays a
+/// JSON value until the datatype says how to read its elements (flat or nested, row-major).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WireTensor {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+/// An inference request's JSON body; `inputs` are read one by one so that an error names the
+/// input (`inputs[1]: missing field `shape``).
+#[derive(Debug, Deserialize)]
+struct WireRequest {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+    inputs: Vec<Value>,
+}
+
+/// An inference response's JSON body.
+#[derive(Debug, Deserialize)]
+struct WireResponse {
+    #[serde(default)]
+    model_name: Option<String>,
+    #[serde(default)]
+    model_version: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+    outputs: Vec<Value>,
+}
+
+/// What a request asks of the response's outputs: `outputs[]` and `parameters`.
+#[derive(Debug, Default, Deserialize)]
+struct WireOutputRequest {
+    #[serde(default)]
+    outputs: Vec<WireRequestedOutput>,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireRequestedOutput {
+    name: String,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+}
+
+/// `what`: the JSON form at `v`, or a `JsonError` naming `context` and serde's reason.
+fn wire<'a, T: Deserialize<'a>>(v: &'a Value, context: &str) -> Result<T, JsonError> {
+    T::deserialize(v).map_err(|e| JsonError::Shape(format!("{context}: {e}")))
+}
+
+fn is_true(parameters: &Option<Map<String, Value>>, key: &str) -> bool {
+    parameters.as_ref().and_then(|p| p.get(key)).and_then(Value::as_bool) == Some(true)
+}
+
 fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
     match v {
         Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
@@ -38,25 +102,21 @@ fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
 
 /// One JSON tensor (`name`, `datatype`, `shape`, `data`).
 pub fn tensor_from_json(v: &Value) -> Result<Tensor, JsonError> {
-    let name = v["name"]
-        .as_str()
-        .ok_or_else(|| JsonError::Shape("a tensor has no \"name\"".into()))?;
-    let datatype: DataType = v["datatype"]
-        .as_str()
-        .ok_or_else(|| JsonError::Shape(format!("tensor {name} has no \"datatype\"")))?
+    tensor_from_wire(&wire(v, "a tensor")?)
+}
+
+/// One tensor of its JSON form.
+pub fn tensor_from_wire(w: &WireTensor) -> Result<Tensor, JsonError> {
+    let name = w.name.as_str();
+    let datatype: DataType = w
+        .datatype
         .parse()
-        .map_err(|_| JsonError::Shape(format!("tensor {name}: unknown datatype {}", v["datatype"])))?;
-    let shape = v["shape"]
-        .as_array()
-        .ok_or_else(|| JsonError::Shape(format!("tensor {name} has no \"shape\" array")))?
-        .iter()
-        .map(|d| {
-            d.as_i64()
-                .ok_or_else(|| JsonError::Shape(format!("tensor {name}: shape {d} is not an integer")))
-        })
-        .collect::<Result<Vec<i64>, _>>()?;
+        .map_err(|_| JsonError::Shape(format!("tensor {name}: unknown datatype {:?}", w.datatype)))?;
+    let shape = w.shape.clone();
     let mut items = Vec::new();
-    flatten(&v["data"], &mut items);
+    if let Some(data) = &w.data {
+        flatten(data, &mut items);
+    }
     let bad = |index: usize, found: &Value, expected: &'static str| JsonError::Element {
         tensor: name.to_string(),
         index,
@@ -124,7 +184,7 @@ pub fn tensor_from_json(v: &Value) -> Result<Tensor, JsonError> {
         ),
     };
     let mut tensor = Tensor::new(name, shape, data)?;
-    tensor.parameters = parameters_from_json(&v["parameters"]);
+    tensor.parameters = parameters_from_map(w.parameters.as_ref());
     Ok(tensor)
 }
 
@@ -141,19 +201,20 @@ pub const BINARY_DATA_SIZE: &str = "binary_data_size";
 /// bytes) of every input whose `parameters.binary_data_size` gives its byte count, in order.
 /// Plain JSON requests have no binary part.
 pub fn request_from_json_and_binary(v: &Value, binary: &[u8]) -> Result<ModelInferRequest, JsonError> {
-    let inputs = v["inputs"]
-        .as_array()
-        .ok_or_else(|| JsonError::Shape("the request has no \"inputs\" array".into()))?;
+    let request: WireRequest = wire(v, "the request")?;
     let mut offset = 0usize;
-    let mut tensors = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        let size = input["parameters"][BINARY_DATA_SIZE].as_u64();
+    let mut tensors = Vec::with_capacity(request.inputs.len());
+    for (i, input) in request.inputs.iter().enumerate() {
+        let input: WireTensor = wire(input, &format!("inputs[{i}]"))?;
+        let size = input
+            .parameters
+            .as_ref()
+            .and_then(|p| p.get(BINARY_DATA_SIZE))
+            .and_then(Value::as_u64);
         let tensor = match size {
-            None => tensor_from_json(input)?,
+            None => tensor_from_wire(&input)?,
             Some(n) => {
-                let name = input["name"]
-                    .as_str()
-                    .ok_or_else(|| JsonError::Shape("a tensor has no \"name\"".into()))?;
+                let name = input.name.as_str();
                 let end = usize::try_from(n)
                     .ok()
                     .and_then(|n| offset.checked_add(n))
@@ -164,26 +225,11 @@ pub fn request_from_json_and_binary(v: &Value, binary: &[u8]) -> Result<ModelInf
                             binary.len()
                         ))
                     })?;
-                let shape: Vec<i64> = input["shape"]
-                    .as_array()
-                    .ok_or_else(|| JsonError::Shape(format!("tensor {name} has no \"shape\"")))?
-                    .iter()
-                    .map(|d| {
-                        d.as_i64()
-                            .ok_or_else(|| JsonError::Shape(format!("tensor {name}: bad shape {d}")))
-                    })
-                    .collect::<Result<_, _>>()?;
-                let mut parameters = parameters_from_json(&input["parameters"]);
+                let mut parameters = parameters_from_map(input.parameters.as_ref());
                 parameters.remove(BINARY_DATA_SIZE);
                 let raw = Bytes::copy_from_slice(&binary[offset..end]);
                 offset = end;
-                Tensor::from_raw(
-                    name,
-                    input["datatype"].as_str().unwrap_or_default(),
-                    &shape,
-                    &parameters,
-                    &raw,
-                )?
+                Tensor::from_raw(name, &input.datatype, &input.shape, &parameters, &raw)?
             }
         };
         tensors.push(tensor);
@@ -195,8 +241,8 @@ pub fn request_from_json_and_binary(v: &Value, binary: &[u8]) -> Result<ModelInf
         )));
     }
     Ok(InferMessage {
-        id: v["id"].as_str().unwrap_or_default().to_string(),
-        parameters: parameters_from_json(&v["parameters"]),
+        id: request.id.unwrap_or_default(),
+        parameters: parameters_from_map(request.parameters.as_ref()),
         tensors,
         encoding: Encoding::Typed,
     }
@@ -227,9 +273,15 @@ pub fn parameters_to_json(parameters: &Parameters) -> Option<Value> {
 }
 
 /// A JSON `parameters` object → parameters. Numbers keep their kind (integer, unsigned beyond
-/// `i64`, double); nested values are kept as their JSON text; `null`s are dropped.
+/// `i64`, double); nested values are kept as their JSON text; `null`s are dropped. Anything but
+/// an object has no parameters.
 pub fn parameters_from_json(v: &Value) -> Parameters {
-    let Some(object) = v.as_object() else {
+    parameters_from_map(v.as_object())
+}
+
+/// [`parameters_from_json`] of an object already read.
+pub fn parameters_from_map(object: Option<&Map<String, Value>>) -> Parameters {
+    let Some(object) = object else {
         return Parameters::default();
     };
     object
@@ -276,11 +328,17 @@ pub fn tensor_to_json(t: &Tensor) -> Value {
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .collect::<Vec<_>>()),
     };
-    let mut v = json!({"name": t.name, "datatype": t.datatype().as_str(), "shape": t.shape, "data": data});
-    if let (Some(p), Some(o)) = (parameters_to_json(&t.parameters), v.as_object_mut()) {
-        o.insert("parameters".into(), p);
-    }
-    v
+    let wire = WireTensor {
+        name: t.name.clone(),
+        datatype: t.datatype().as_str().to_string(),
+        shape: t.shape.clone(),
+        parameters: parameters_to_json(&t.parameters).and_then(|p| match p {
+            Value::Object(map) => Some(map),
+            _ => None,
+        }),
+        data: Some(data),
+    };
+    serde_json::to_value(wire).unwrap_or(Value::Null)
 }
 
 /// A request as Open Inference Protocol JSON: `{"id", "parameters"?, "inputs", "outputs"?}`
@@ -324,18 +382,20 @@ pub struct OutputForm {
 impl OutputForm {
     /// What a JSON request asks for.
     pub fn of_request(v: &Value) -> OutputForm {
-        let outputs = v["outputs"].as_array().map(Vec::as_slice).unwrap_or_default();
+        // A body that is no request is refused by the request's own reading, not here.
+        let asked = WireOutputRequest::deserialize(v).unwrap_or_default();
         let names = |binary_only: bool| {
-            outputs
+            asked
+                .outputs
                 .iter()
-                .filter(|o| !binary_only || o["parameters"]["binary_data"].as_bool() == Some(true))
-                .filter_map(|o| o["name"].as_str().map(str::to_string))
+                .filter(|o| !binary_only || is_true(&o.parameters, "binary_data"))
+                .map(|o| o.name.clone())
                 .collect()
         };
         OutputForm {
             only: names(false),
             binary: names(true),
-            all_binary: v["parameters"]["binary_data_output"].as_bool() == Some(true),
+            all_binary: is_true(&asked.parameters, "binary_data_output"),
         }
     }
 }
@@ -384,19 +444,22 @@ pub fn response_to_json_and_binary(
 
 /// A JSON inference response → the protobuf response (typed contents).
 pub fn response_from_json(v: &Value) -> Result<ModelInferResponse, JsonError> {
-    let outputs = v["outputs"]
-        .as_array()
-        .ok_or_else(|| JsonError::Shape("the response has no \"outputs\" array".into()))?;
-    let tensors = outputs.iter().map(tensor_from_json).collect::<Result<Vec<_>, _>>()?;
+    let wire_response: WireResponse = wire(v, "the response")?;
+    let tensors = wire_response
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| tensor_from_wire(&wire(o, &format!("outputs[{i}]"))?))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut response = InferMessage {
-        id: v["id"].as_str().unwrap_or_default().to_string(),
-        parameters: parameters_from_json(&v["parameters"]),
+        id: wire_response.id.unwrap_or_default(),
+        parameters: parameters_from_map(wire_response.parameters.as_ref()),
         tensors,
         encoding: Encoding::Typed,
     }
     .to_response()?;
-    response.model_name = v["model_name"].as_str().unwrap_or_default().to_string();
-    response.model_version = v["model_version"].as_str().unwrap_or_default().to_string();
+    response.model_name = wire_response.model_name.unwrap_or_default();
+    response.model_version = wire_response.model_version.unwrap_or_default();
     Ok(response)
 }
 
@@ -469,6 +532,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "tensor x: element 1 is 300, expected u8");
+    }
+
+    #[test]
+    fn malformed_bodies_name_what_is_wrong_and_where() {
+        let err = |body: Value| request_from_json(&body).unwrap_err().to_string();
+        assert_eq!(err(json!({"id": "r"})), "the request: missing field `inputs`");
+        assert_eq!(
+            err(json!({"inputs": [
+                {"name": "x", "datatype": "INT32", "shape": [1], "data": [1]},
+                {"name": "y", "shape": [1]}]})),
+            "inputs[1]: missing field `datatype`"
+        );
+        assert_eq!(
+            err(json!({"inputs": [{"name": "x", "datatype": "INT32", "shape": ["2"], "data": [1, 2]}]})),
+            "inputs[0]: invalid type: string \"2\", expected i64"
+        );
+        assert_eq!(
+            err(json!({"inputs": [{"name": "x", "datatype": "INT33", "shape": [1], "data": [1]}]})),
+            "tensor x: unknown datatype \"INT33\""
+        );
+        assert_eq!(
+            err(json!({"id": 5, "inputs": []})),
+            "the request: invalid type: integer `5`, expected a string"
+        );
+        let response = response_from_json(&json!({"outputs": [{"name": "o"}]})).unwrap_err();
+        assert_eq!(response.to_string(), "outputs[0]: missing field `datatype`");
+        // What a request asks of the outputs is read from the same body, leniently.
+        let form = OutputForm::of_request(&json!({"inputs": [], "outputs": [{"name": "a"}, {"name": "b",
+            "parameters": {"binary_data": true}}], "parameters": {"binary_data_output": false}}));
+        assert_eq!(
+            (form.only, form.binary, form.all_binary),
+            (vec!["a".to_string(), "b".to_string()], vec!["b".to_string()], false)
+        );
     }
 
     #[test]
