@@ -84,6 +84,34 @@ struct WireRequestedOutput {
     parameters: Option<Map<String, Value>>,
 }
 
+/// A request as written: `{"id", "parameters"?, "inputs", "outputs"?}`.
+#[derive(Serialize)]
+struct WireRequestOut<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<Map<String, Value>>,
+    inputs: Vec<WireTensor>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    outputs: Vec<WireOutputName<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireOutputName<'a> {
+    name: &'a str,
+}
+
+/// A response as written: `{"model_name", "model_version"?, "id", "parameters"?, "outputs"}`.
+#[derive(Serialize)]
+struct WireResponseOut<'a> {
+    model_name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    model_version: &'a str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<Map<String, Value>>,
+    outputs: Vec<WireTensor>,
+}
+
 /// `what`: the JSON form at `v`, or a `JsonError` naming `context` and serde's reason.
 fn wire<'a, T: Deserialize<'a>>(v: &'a Value, context: &str) -> Result<T, JsonError> {
     T::deserialize(v).map_err(|e| JsonError::Shape(format!("{context}: {e}")))
@@ -251,25 +279,31 @@ pub fn request_from_json_and_binary(v: &Value, binary: &[u8]) -> Result<ModelInf
 
 /// Parameters as a JSON object (`None` when there are none).
 pub fn parameters_to_json(parameters: &Parameters) -> Option<Value> {
+    parameters_to_map(parameters).map(Value::Object)
+}
+
+/// Parameters as the map of a JSON object, by name (`None` when there are none).
+pub fn parameters_to_map(parameters: &Parameters) -> Option<Map<String, Value>> {
     if parameters.is_empty() {
         return None;
     }
     let sorted: BTreeMap<&String, &InferParameter> = parameters.iter().collect();
-    let object: Map<String, Value> = sorted
-        .into_iter()
-        .map(|(k, p)| {
-            let v = match &p.parameter_choice {
-                Some(ParameterChoice::BoolParam(b)) => json!(b),
-                Some(ParameterChoice::Int64Param(i)) => json!(i),
-                Some(ParameterChoice::StringParam(s)) => json!(s),
-                Some(ParameterChoice::DoubleParam(d)) => json!(d),
-                Some(ParameterChoice::Uint64Param(u)) => json!(u),
-                None => Value::Null,
-            };
-            (k.clone(), v)
-        })
-        .collect();
-    Some(Value::Object(object))
+    Some(
+        sorted
+            .into_iter()
+            .map(|(k, p)| {
+                let v = match &p.parameter_choice {
+                    Some(ParameterChoice::BoolParam(b)) => json!(b),
+                    Some(ParameterChoice::Int64Param(i)) => json!(i),
+                    Some(ParameterChoice::StringParam(s)) => json!(s),
+                    Some(ParameterChoice::DoubleParam(d)) => json!(d),
+                    Some(ParameterChoice::Uint64Param(u)) => json!(u),
+                    None => Value::Null,
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+    )
 }
 
 /// A JSON `parameters` object → parameters. Numbers keep their kind (integer, unsigned beyond
@@ -310,6 +344,11 @@ pub fn parameters_from_map(object: Option<&Map<String, Value>>) -> Parameters {
 
 /// A tensor as JSON (`data` flat, as the protocol's JSON form has it).
 pub fn tensor_to_json(t: &Tensor) -> Value {
+    serde_json::to_value(tensor_to_wire(t)).unwrap_or(Value::Null)
+}
+
+/// A tensor in its JSON form.
+pub fn tensor_to_wire(t: &Tensor) -> WireTensor {
     let data = match &t.data {
         TensorData::Bool(v) => json!(v),
         TensorData::Uint8(v) => json!(v),
@@ -328,37 +367,30 @@ pub fn tensor_to_json(t: &Tensor) -> Value {
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .collect::<Vec<_>>()),
     };
-    let wire = WireTensor {
+    WireTensor {
         name: t.name.clone(),
         datatype: t.datatype().as_str().to_string(),
         shape: t.shape.clone(),
-        parameters: parameters_to_json(&t.parameters).and_then(|p| match p {
-            Value::Object(map) => Some(map),
-            _ => None,
-        }),
+        parameters: parameters_to_map(&t.parameters),
         data: Some(data),
-    };
-    serde_json::to_value(wire).unwrap_or(Value::Null)
+    }
 }
 
 /// A request as Open Inference Protocol JSON: `{"id", "parameters"?, "inputs", "outputs"?}`
 /// (`data` flat; the model name goes in the URL, not the body).
 pub fn request_to_json(request: &ModelInferRequest) -> Result<Value, TensorError> {
     let message = InferMessage::from_request(request)?;
-    let mut body = Map::new();
-    body.insert("id".into(), json!(message.id));
-    if let Some(p) = parameters_to_json(&message.parameters) {
-        body.insert("parameters".into(), p);
-    }
-    body.insert(
-        "inputs".into(),
-        Value::Array(message.tensors.iter().map(tensor_to_json).collect()),
-    );
-    if !request.outputs.is_empty() {
-        let outputs = request.outputs.iter().map(|o| json!({"name": o.name})).collect();
-        body.insert("outputs".into(), Value::Array(outputs));
-    }
-    Ok(Value::Object(body))
+    let body = WireRequestOut {
+        id: &message.id,
+        parameters: parameters_to_map(&message.parameters),
+        inputs: message.tensors.iter().map(tensor_to_wire).collect(),
+        outputs: request
+            .outputs
+            .iter()
+            .map(|o| WireOutputName { name: &o.name })
+            .collect(),
+    };
+    Ok(serde_json::to_value(body).unwrap_or(Value::Null))
 }
 
 /// A response as Open Inference Protocol JSON: `{"model_name", "model_version"?, "id",
@@ -408,38 +440,32 @@ pub fn response_to_json_and_binary(
     form: &OutputForm,
 ) -> Result<(Value, Vec<u8>), TensorError> {
     let message = InferMessage::from_response(response)?;
-    let mut body = Map::new();
-    body.insert("model_name".into(), json!(response.model_name));
-    if !response.model_version.is_empty() {
-        body.insert("model_version".into(), json!(response.model_version));
-    }
-    body.insert("id".into(), json!(message.id));
-    if let Some(p) = parameters_to_json(&message.parameters) {
-        body.insert("parameters".into(), p);
-    }
     let mut binary = Vec::new();
     let mut outputs = Vec::new();
     for t in &message.tensors {
         if !form.only.is_empty() && !form.only.contains(&t.name) {
             continue;
         }
-        let mut v = tensor_to_json(t);
+        let mut wire = tensor_to_wire(t);
         if form.all_binary || form.binary.contains(&t.name) {
             let raw = t.to_raw()?;
-            if let Some(o) = v.as_object_mut() {
-                o.remove("data");
-                // Beside the tensor's own parameters, not instead of them.
-                let parameters = o.entry("parameters").or_insert_with(|| json!({}));
-                if let Some(p) = parameters.as_object_mut() {
-                    p.insert(BINARY_DATA_SIZE.into(), json!(raw.len()));
-                }
-            }
+            wire.data = None;
+            // Beside the tensor's own parameters, not instead of them.
+            wire.parameters
+                .get_or_insert_with(Map::new)
+                .insert(BINARY_DATA_SIZE.into(), json!(raw.len()));
             binary.extend_from_slice(&raw);
         }
-        outputs.push(v);
+        outputs.push(wire);
     }
-    body.insert("outputs".into(), Value::Array(outputs));
-    Ok((Value::Object(body), binary))
+    let body = WireResponseOut {
+        model_name: &response.model_name,
+        model_version: &response.model_version,
+        id: &message.id,
+        parameters: parameters_to_map(&message.parameters),
+        outputs,
+    };
+    Ok((serde_json::to_value(body).unwrap_or(Value::Null), binary))
 }
 
 /// A JSON inference response → the protobuf response (typed contents).
