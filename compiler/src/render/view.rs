@@ -179,14 +179,7 @@ impl View {
                     let (Some(from), Some(to)) = (ids.get(e.from.as_str()), ids.get(e.to.as_str())) else {
                         continue;
                     };
-                    let label = match e.port {
-                        Port::Forward => None,
-                        Port::Join(i) => Some(format!("join {i}")),
-                        Port::Data => Some("data".to_string()),
-                        Port::Trigger(i) => Some(format!("trigger {i}")),
-                        Port::Error => Some("error".to_string()),
-                        Port::Clear => Some("clear".to_string()),
-                    };
+                    let label = port_label(e.port);
                     view.edges.push(ViewEdge {
                         from: from.clone(),
                         to: to.clone(),
