@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{fp32, free_port, http_get, http_post, request, Env, Proc};
+use support::{fp32, http_get, http_post, request, Env, Proc};
 
 /// The Jaeger binary; the test fails (it does not skip) without it.
 fn jaeger_bin() -> PathBuf {
@@ -28,34 +28,49 @@ fn jaeger_bin() -> PathBuf {
     }
 }
 
-/// Jaeger on free ports; returns the process and its OTLP/HTTP and query addresses.
+/// Jaeger on free ports; returns the process and its OTLP/HTTP and query addresses. The five
+/// ports are picked while all are held, so they differ; another process may still take one
+/// between the pick and Jaeger's bind, so a start that fails on "address already in use" is
+/// tried again on fresh ports.
 fn start_jaeger(env: &Env) -> (Proc, String, String) {
-    let port = |_| format!("127.0.0.1:{}", free_port());
-    let [otlp_grpc, otlp_http, query_http, query_grpc, health] = [0, 1, 2, 3, 4].map(port);
-    let mut command = Command::new(jaeger_bin());
-    command
-        .arg("--config")
-        .arg(support::root().join("scripts/jaeger.yaml"))
-        .env("JAEGER_OTLP_GRPC", &otlp_grpc)
-        .env("JAEGER_OTLP_HTTP", &otlp_http)
-        .env("JAEGER_QUERY_HTTP", &query_http)
-        .env("JAEGER_QUERY_GRPC", &query_grpc)
-        .env("JAEGER_HEALTH", &health);
-    let mut jaeger = Proc::spawn_command("jaeger", env.dir.path(), command);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok((200, _, _)) = http_get(&format!("http://{health}/status"), &[]) {
-            break;
+    for attempt in 1.. {
+        let [otlp_grpc, otlp_http, query_http, query_grpc, health] =
+            support::free_ports::<5>().map(|p| format!("127.0.0.1:{p}"));
+        let mut command = Command::new(jaeger_bin());
+        command
+            .arg("--config")
+            .arg(support::root().join("scripts/jaeger.yaml"))
+            .env("JAEGER_OTLP_GRPC", &otlp_grpc)
+            .env("JAEGER_OTLP_HTTP", &otlp_http)
+            .env("JAEGER_QUERY_HTTP", &query_http)
+            .env("JAEGER_QUERY_GRPC", &query_grpc)
+            .env("JAEGER_HEALTH", &health);
+        let mut jaeger = Proc::spawn_command("jaeger", env.dir.path(), command);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let healthy = loop {
+            if let Ok((200, _, _)) = http_get(&format!("http://{health}/status"), &[]) {
+                break true;
+            }
+            if jaeger.try_wait().is_some() {
+                let log = jaeger.log();
+                assert!(
+                    attempt < 3 && log.contains("address already in use"),
+                    "jaeger exited:\n{log}"
+                );
+                break false;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "jaeger never became healthy:\n{}",
+                jaeger.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if healthy {
+            return (jaeger, format!("http://{otlp_http}"), format!("http://{query_http}"));
         }
-        assert!(jaeger.try_wait().is_none(), "jaeger exited:\n{}", jaeger.log());
-        assert!(
-            Instant::now() < deadline,
-            "jaeger never became healthy:\n{}",
-            jaeger.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
-    (jaeger, format!("http://{otlp_http}"), format!("http://{query_http}"))
+    unreachable!("the loop returns or panics")
 }
 
 /// One span as Jaeger's v1 query API returns it.

@@ -32,6 +32,14 @@ pub fn flowc() -> PathBuf {
     std::env::var_os("FLOWC_TEST_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_flowc")), PathBuf::from)
 }
 
+/// `N` distinct free ports: all are bound before any is let go.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("a bound port").port())
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
