@@ -402,6 +402,19 @@ impl<'a> StepsOf<'a> {
                 });
             }
         };
+        // `from` → `to`, through the topic box `via` where the records cross one.
+        let link = |edges: &mut Vec<ViewEdge>,
+                    from: &str,
+                    via: Option<String>,
+                    to: String,
+                    label: Option<String>,
+                    dashed: bool| match via {
+            Some(topic) => {
+                add(edges, from.to_string(), topic.clone(), None, dashed);
+                add(edges, topic, to, label, dashed);
+            }
+            None => add(edges, from.to_string(), to, label, dashed),
+        };
         // Start points: every box, and every source nothing in the pipeline writes to (the
         // pipeline's inputs, the errors topic, another pipeline's topics).
         let mut starts: Vec<(&str, String, Option<&str>)> = Vec::new();
@@ -429,14 +442,10 @@ impl<'a> StepsOf<'a> {
                     let to = box_ids[at].clone();
                     let label = port_label(port);
                     let to_frame = self.frame(at);
-                    match crossed {
-                        Some(t) if to_frame != from_frame && entry != Some(t) => {
-                            let tid = topic(view, t);
-                            add(&mut edges, start_id.clone(), tid.clone(), None, dashed);
-                            add(&mut edges, tid, to, label, dashed);
-                        }
-                        _ => add(&mut edges, start_id.clone(), to, label, dashed),
-                    }
+                    let via = crossed
+                        .filter(|t| to_frame != from_frame && entry != Some(*t))
+                        .map(|t| topic(view, t));
+                    link(&mut edges, &start_id, via, to, label, dashed);
                     continue;
                 }
                 first = false;
@@ -459,15 +468,10 @@ impl<'a> StepsOf<'a> {
                         // A topic nothing in the pipeline reads: the outputs, errors.
                         let tid = topic(view, t);
                         if tid != start_id {
-                            let via = crossed.filter(|c| *c != t && entry != Some(*c));
-                            match via {
-                                Some(c) if self.frame(at) != from_frame => {
-                                    let cid = topic(view, c);
-                                    add(&mut edges, start_id.clone(), cid.clone(), None, dashed);
-                                    add(&mut edges, cid, tid, None, dashed);
-                                }
-                                _ => add(&mut edges, start_id.clone(), tid, None, dashed),
-                            }
+                            let via = crossed
+                                .filter(|c| *c != t && entry != Some(*c) && self.frame(at) != from_frame)
+                                .map(|c| topic(view, c));
+                            link(&mut edges, &start_id, via, tid, None, dashed);
                         }
                         continue;
                     }
@@ -476,7 +480,7 @@ impl<'a> StepsOf<'a> {
                     if *next_port == Port::Clear {
                         continue;
                     }
-                    let d = dashed || matches!(next_port, Port::Error | Port::Clear);
+                    let d = dashed || *next_port == Port::Error;
                     todo.push((next, crossed, d, *next_port));
                 }
             }
