@@ -277,11 +277,6 @@ pub fn request_from_json_and_binary(v: &Value, binary: &[u8]) -> Result<ModelInf
     .to_request()?)
 }
 
-/// Parameters as a JSON object (`None` when there are none).
-pub fn parameters_to_json(parameters: &Parameters) -> Option<Value> {
-    parameters_to_map(parameters).map(Value::Object)
-}
-
 /// Parameters as the map of a JSON object, by name (`None` when there are none).
 pub fn parameters_to_map(parameters: &Parameters) -> Option<Map<String, Value>> {
     if parameters.is_empty() {
