@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use flowc_plan::{Side, TopicNames};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
@@ -122,11 +122,9 @@ impl<'a> PipelineClient<'a> {
             if key.is_some_and(|k| k != record_key) {
                 continue;
             }
-            let error = m.headers().and_then(|h| {
-                h.iter()
-                    .find(|x| x.key == header::PIPELINE_ERRORS)
-                    .map(|x| String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())
-            });
+            let error = super::text_headers(&m)
+                .into_iter()
+                .find_map(|(k, v)| (k == header::PIPELINE_ERRORS).then_some(v));
             let payload = m.payload().unwrap_or_default();
             let line = match error {
                 Some(model) => json!({
