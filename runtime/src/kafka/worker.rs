@@ -1691,16 +1691,31 @@ impl SubRunner {
                 continue;
             };
             let started = Instant::now();
-            let mut out = task.process(&topic, record, now);
+            let out = task.process(&topic, record, now);
             self.metrics.processing_seconds.observe(started.elapsed().as_secs_f64());
-            calls.extend(out.calls.drain(..).map(|c| (partition, c)));
-            if let Some(reason) = out.unavailable.take() {
-                self.rewind(&reason);
+            if !self.hand_on(partition, out, &mut calls)? {
                 return Ok(());
             }
-            self.send(partition, out)?;
         }
         self.finish_calls(calls)
+    }
+
+    /// Hands a fused task's output on: its calls into `calls`, its records and changelog to
+    /// `send`. `false` when a model server was unavailable: the batch is rewound and nothing
+    /// more of it is written.
+    fn hand_on(
+        &mut self,
+        partition: i32,
+        mut out: TaskOutput,
+        calls: &mut Vec<(i32, PendingCall)>,
+    ) -> Result<bool, KafkaError> {
+        calls.extend(out.calls.drain(..).map(|c| (partition, c)));
+        if let Some(reason) = out.unavailable.take() {
+            self.rewind(&reason);
+            return Ok(false);
+        }
+        self.send(partition, out)?;
+        Ok(true)
     }
 
     /// Makes a fused task's calls, wave after wave, until none is left (see `run_fused`).
@@ -1724,13 +1739,10 @@ impl SubRunner {
                 let Some(task) = self.tasks.get_mut(&partition) else {
                     continue;
                 };
-                let mut out = task.resume(call, answer, now);
-                next.extend(out.calls.drain(..).map(|c| (partition, c)));
-                if let Some(reason) = out.unavailable.take() {
-                    self.rewind(&reason);
+                let out = task.resume(call, answer, now);
+                if !self.hand_on(partition, out, &mut next)? {
                     return Ok(());
                 }
-                self.send(partition, out)?;
             }
             calls = next;
         }
